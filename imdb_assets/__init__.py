@@ -1,0 +1,1 @@
+"""IMDb datasets as Dagster assets."""
