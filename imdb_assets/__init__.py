@@ -1,1 +1,5 @@
-"""IMDb datasets as Dagster assets."""
+"""IMDb's public datasets as Dagster assets: raw files -> typed frames -> PostgreSQL tables."""
+
+from imdb_assets.definitions import defs
+
+__all__ = ["defs"]

@@ -77,7 +77,7 @@ class Dataset:
 
 
 C = Column
-T, I, B = Kind.TEXT, Kind.INT, Kind.BOOL
+T, INT, B = Kind.TEXT, Kind.INT, Kind.BOOL
 
 DATASETS: tuple[Dataset, ...] = (
     Dataset(
@@ -86,8 +86,8 @@ DATASETS: tuple[Dataset, ...] = (
         (
             C("nconst", "nconst", T, "Person id, e.g. nm0000001."),
             C("primaryName", "primary_name", T, "Name the person is most often credited as."),
-            C("birthYear", "birth_year", I, "Year of birth."),
-            C("deathYear", "death_year", I, "Year of death, NULL if alive or unknown."),
+            C("birthYear", "birth_year", INT, "Year of birth."),
+            C("deathYear", "death_year", INT, "Year of death, NULL if alive or unknown."),
             C("primaryProfession", "primary_profession", Kind.COMMA_LIST, "Top three professions."),
             C("knownForTitles", "known_for_titles", Kind.COMMA_LIST, "Title ids the person is known for."),
         ),
@@ -99,7 +99,7 @@ DATASETS: tuple[Dataset, ...] = (
         "Localised titles: one row per title and ordering.",
         (
             C("titleId", "title_id", T, "Title id, e.g. tt0000001."),
-            C("ordering", "ordering", I, "Distinguishes the akas of one title."),
+            C("ordering", "ordering", INT, "Distinguishes the akas of one title."),
             C("title", "title", T, "The localised title."),
             C("region", "region", T, "Region of this version."),
             C("language", "language", T, "Language of the title."),
@@ -119,9 +119,9 @@ DATASETS: tuple[Dataset, ...] = (
             C("primaryTitle", "primary_title", T, "The title used for promotion."),
             C("originalTitle", "original_title", T, "Title in the original language."),
             C("isAdult", "is_adult", B, "Adult title."),
-            C("startYear", "start_year", I, "Release year; for a series, its first year."),
-            C("endYear", "end_year", I, "Last year of a series, NULL otherwise."),
-            C("runtimeMinutes", "runtime_minutes", I, "Primary runtime in minutes."),
+            C("startYear", "start_year", INT, "Release year; for a series, its first year."),
+            C("endYear", "end_year", INT, "Last year of a series, NULL otherwise."),
+            C("runtimeMinutes", "runtime_minutes", INT, "Primary runtime in minutes."),
             C("genres", "genres", Kind.COMMA_LIST, "Up to three genres."),
         ),
         primary_key=("tconst",),
@@ -144,8 +144,8 @@ DATASETS: tuple[Dataset, ...] = (
         (
             C("tconst", "tconst", T, "Episode title id."),
             C("parentTconst", "parent_tconst", T, "Series title id."),
-            C("seasonNumber", "season_number", I, "Season number."),
-            C("episodeNumber", "episode_number", I, "Episode number within the season."),
+            C("seasonNumber", "season_number", INT, "Season number."),
+            C("episodeNumber", "episode_number", INT, "Episode number within the season."),
         ),
         primary_key=("tconst",),
         indexes=(("parent_tconst",),),
@@ -156,7 +156,7 @@ DATASETS: tuple[Dataset, ...] = (
         "Principal cast and crew of each title.",
         (
             C("tconst", "tconst", T, "Title id."),
-            C("ordering", "ordering", I, "Distinguishes the principals of one title."),
+            C("ordering", "ordering", INT, "Distinguishes the principals of one title."),
             C("nconst", "nconst", T, "Person id."),
             C("category", "category", T, "Job category: actor, director, self, ..."),
             C("job", "job", T, "Specific job title, if any."),
@@ -172,7 +172,7 @@ DATASETS: tuple[Dataset, ...] = (
         (
             C("tconst", "tconst", T, "Title id."),
             C("averageRating", "average_rating", Kind.RATING, "Weighted average of user ratings."),
-            C("numVotes", "num_votes", I, "Number of votes."),
+            C("numVotes", "num_votes", INT, "Number of votes."),
         ),
         primary_key=("tconst",),
         share_of_rows=1.6,

@@ -1,0 +1,33 @@
+# One image for all three Dagster services in docker-compose.yml:
+# the imdb_assets code server (runs execute here), dagster-webserver and dagster-daemon.
+FROM python:3.11-slim
+
+RUN pip install --no-cache-dir "uv==0.13.8"
+
+# The virtualenv lives outside the app folder so that `COPY . .` can never clobber it
+# with a host .venv, whatever the build context holds.
+ENV UV_PROJECT_ENVIRONMENT=/opt/dagster/.venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    PYTHONUNBUFFERED=1
+
+WORKDIR /opt/dagster/app
+
+# Dependencies first (cached while only the project's own code changes), then the project.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY . .
+RUN uv sync --frozen --no-dev
+
+ENV PATH="/opt/dagster/.venv/bin:${PATH}" \
+    DAGSTER_HOME=/opt/dagster/dagster_home \
+    IMDB_DATA_DIR=/data
+
+# The instance config (storage in DATABASE_URL's server) and the workspace that points
+# dagster-webserver and dagster-daemon at the code server.
+RUN mkdir -p /opt/dagster/dagster_home /data
+COPY dagster.yaml /opt/dagster/dagster_home/dagster.yaml
+COPY docker/workspace.yaml /opt/dagster/dagster_home/workspace.yaml
+
+EXPOSE 3000 4000

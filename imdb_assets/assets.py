@@ -1,0 +1,221 @@
+"""Three software-defined assets per IMDb file, all generated from the catalog:
+
+raw file (`raw/<table>`) -> parsed frame (`parsed/<table>`) -> PostgreSQL table (`imdb/<table>`).
+
+The raw asset only materializes when IMDb published a new file (or the table is not yet built from the copy on
+disk); otherwise it reports "unchanged" and everything downstream of it is skipped.
+"""
+
+import json
+import time
+from decimal import Decimal
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableColumnConstraints,
+    TableRecord,
+    TableSchema,
+    asset,
+)
+
+from imdb_assets import download, load, parse
+from imdb_assets.catalog import DATASETS, SCHEMA, Dataset
+from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
+
+RAW_GROUP, PARSED_GROUP, TABLE_GROUP = "raw_files", "parsed_frames", "imdb_tables"
+
+
+def raw_key(dataset: Dataset) -> AssetKey:
+    return AssetKey(["raw", dataset.table])
+
+
+def parsed_key(dataset: Dataset) -> AssetKey:
+    return AssetKey(["parsed", dataset.table])
+
+
+def table_key(dataset: Dataset) -> AssetKey:
+    return AssetKey([SCHEMA, dataset.table])
+
+
+class RawFileConfig(Config):
+    force: bool = False
+    """Download even when the server says the file is unchanged."""
+
+
+def column_schema(dataset: Dataset) -> TableSchema:
+    keys = set(dataset.primary_key)
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=c.name,
+                type=c.sql_type,
+                description=c.description,
+                constraints=TableColumnConstraints(
+                    nullable=c.name not in keys, unique=(c.name,) == dataset.primary_key
+                ),
+            )
+            for c in dataset.columns
+        ]
+    )
+
+
+def _preview(dataset: Dataset, rows: list[tuple]) -> MetadataValue:
+    def cell(value):
+        if isinstance(value, Decimal):
+            return str(value)
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
+
+    return MetadataValue.table(
+        records=[TableRecord({c.name: cell(v) for c, v in zip(dataset.columns, row, strict=True)}) for row in rows],
+        schema=TableSchema(
+            columns=[TableColumn(c.name, "string" if c.is_list else c.sql_type) for c in dataset.columns]
+        ),
+    )
+
+
+def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
+    file_description = f"IMDb's {dataset.file_name}: {dataset.description}"
+
+    @asset(
+        key=raw_key(dataset),
+        group_name=RAW_GROUP,
+        kinds={"file"},
+        description=f"{file_description} Downloaded only when it changed, verified as a complete gzip.",
+        output_required=False,
+        metadata={"file_name": dataset.file_name},
+    )
+    def raw_file(
+        context: AssetExecutionContext,
+        config: RawFileConfig,
+        source: ImdbSource,
+        store: LocalStore,
+        warehouse: Warehouse,
+    ):
+        url = source.url(dataset)
+        path = store.raw_path(dataset)
+        result = download.download(
+            url,
+            path,
+            force=config.force,
+            timeout=source.timeout_seconds,
+            max_attempts=source.max_attempts,
+            backoff_seconds=source.backoff_seconds,
+            log=context.log,
+        )
+        copy = result.copy
+        if not result.changed:
+            if load.loaded_source(warehouse.url(), dataset) == copy.sha256:
+                context.log.info(f"{dataset.file_name} unchanged since {copy.version.key()}: nothing to refresh")
+                return
+            context.log.info(f"{dataset.file_name} unchanged, but {SCHEMA}.{dataset.table} is not built from it yet")
+        else:
+            context.log.info(f"{dataset.file_name}: {copy.bytes:,} bytes in {result.seconds:.1f}s")
+        yield MaterializeResult(
+            metadata={
+                "url": MetadataValue.url(url),
+                "path": MetadataValue.path(str(path)),
+                "downloaded": result.changed,
+                "bytes": copy.bytes,
+                "uncompressed_bytes": copy.uncompressed_bytes,
+                "etag": copy.version.etag or "",
+                "last_modified": copy.version.last_modified or "",
+                "sha256": copy.sha256,
+                "seconds": round(result.seconds, 3),
+                "mb_per_s": round(result.mb_per_s, 2),
+            },
+            data_version=None,
+        )
+
+    @asset(
+        key=parsed_key(dataset),
+        deps=[raw_key(dataset)],
+        group_name=PARSED_GROUP,
+        kinds={"polars", "parquet"},
+        description=f"{file_description} Typed by Polars into Parquet; malformed lines go to a rejects file.",
+    )
+    def parsed_frame(context: AssetExecutionContext, store: LocalStore) -> MaterializeResult:
+        raw = store.raw_path(dataset)
+        copy = download.LocalCopy.read(raw)
+        if copy is None:
+            raise FileNotFoundError(
+                f"{raw} has not been downloaded yet: materialize {raw_key(dataset).to_user_string()}"
+            )
+        parquet = store.parquet_path(dataset)
+        previous = parse.ParseResult.read(parquet)
+        if previous and previous.source_sha256 == copy.sha256:
+            context.log.info(f"{parquet.name} is already parsed from this copy of {dataset.file_name}; reusing it")
+            result = previous
+        else:
+            result = parse.parse_file(
+                dataset,
+                raw,
+                parquet,
+                store.rejects_path(dataset),
+                source_sha256=copy.sha256,
+                max_reject_fraction=store.max_reject_fraction,
+                log=context.log,
+            )
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": result.rows,
+                "rejects": result.rejects,
+                "reject_fraction": result.reject_fraction,
+                "reject_reasons": MetadataValue.json(result.reject_reasons),
+                "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
+                "lines": result.lines,
+                "seconds": round(result.seconds, 3),
+                "rows_per_s": round(result.rows_per_second),
+                "parquet_bytes": result.parquet_bytes,
+                "path": MetadataValue.path(str(parquet)),
+                "source_sha256": result.source_sha256,
+                "dagster/column_schema": column_schema(dataset),
+            }
+        )
+
+    @asset(
+        key=table_key(dataset),
+        deps=[parsed_key(dataset)],
+        group_name=TABLE_GROUP,
+        kinds={"postgres"},
+        description=f"{file_description} Table {SCHEMA}.{dataset.table}: ADBC bulk load, atomic swap.",
+        metadata={"dagster/table_name": f"{SCHEMA}.{dataset.table}", "dagster/column_schema": column_schema(dataset)},
+    )
+    def table(context: AssetExecutionContext, store: LocalStore, warehouse: Warehouse) -> MaterializeResult:
+        parquet = store.parquet_path(dataset)
+        parsed = parse.ParseResult.read(parquet)
+        if parsed is None:
+            raise FileNotFoundError(f"{parquet} does not exist: materialize {parsed_key(dataset).to_user_string()}")
+        started = time.monotonic()
+        result = load.load_table(
+            dataset, str(parquet), warehouse.url(), source_sha256=parsed.source_sha256, log=context.log
+        )
+        context.log.info(
+            f"{SCHEMA}.{dataset.table}: {result.rows:,} rows in {result.seconds:.1f}s "
+            f"({result.rows_per_second:,.0f} rows/s)"
+        )
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": result.rows,
+                "rejects": parsed.rejects,
+                "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
+                "seconds": round(time.monotonic() - started, 3),
+                "rows_per_s": round(result.rows_per_second),
+                "table_bytes": result.table_bytes,
+                "table_size": MetadataValue.text(f"{result.table_bytes / 1e6:,.1f} MB"),
+                "preview": _preview(dataset, result.preview),
+                "recreated_views": MetadataValue.json(result.recreated_views),
+                "source_sha256": parsed.source_sha256,
+                "dagster/column_schema": column_schema(dataset),
+            }
+        )
+
+    return [raw_file, parsed_frame, table]
+
+
+imdb_file_assets: list[AssetsDefinition] = [a for dataset in DATASETS for a in build_assets(dataset)]

@@ -1,0 +1,45 @@
+"""The code location: assets, resources and the `imdb_refresh` job."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import AssetSelection, Definitions, EnvVar, define_asset_job, multiprocess_executor
+
+from imdb_assets import settings
+from imdb_assets.assets import imdb_file_assets
+from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
+
+
+def _from_env(name: str, default):
+    """An `EnvVar` (resolved, and hidden in the UI, at run time) when the variable is set, else the default."""
+    return EnvVar(name) if os.environ.get(name) else default
+
+
+DATA_DIR = _from_env("IMDB_DATA_DIR", str(settings.data_dir()))
+
+imdb_refresh = define_asset_job(
+    "imdb_refresh",
+    selection=AssetSelection.all(),
+    description="Refresh every IMDb file that changed, and everything downstream of it.",
+)
+
+# Steps run in parallel processes forked from a server that has already imported the code, so a step starts in
+# milliseconds instead of re-importing Dagster, Polars and Arrow.
+executor = multiprocess_executor.configured(
+    {"max_concurrent": os.cpu_count() or 2, "start_method": {"forkserver": {"preload_modules": ["imdb_assets"]}}}
+)
+
+defs = Definitions(
+    executor=executor,
+    assets=imdb_file_assets,
+    jobs=[imdb_refresh],
+    resources={
+        "source": ImdbSource(base_url=_from_env("IMDB_BASE_URL", settings.DEFAULT_BASE_URL)),
+        "store": LocalStore(
+            data_dir=DATA_DIR,
+            max_reject_fraction=float(os.environ.get("IMDB_MAX_REJECT_FRACTION") or settings.max_reject_fraction()),
+        ),
+        "warehouse": Warehouse(database_url=_from_env("DATABASE_URL", ""), data_dir=DATA_DIR),
+    },
+)

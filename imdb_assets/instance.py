@@ -1,0 +1,42 @@
+"""Dagster's own storage (runs, events, schedules) in PostgreSQL, on the same server as the IMDb data.
+
+`dagster.yaml` names this class instead of `DagsterPostgresStorage` so that it needs no environment variable of its
+own: it follows `DATABASE_URL` (or starts the embedded server) and keeps Dagster's tables in a separate database.
+"""
+
+from __future__ import annotations
+
+import yaml
+from dagster import Field
+from dagster._serdes import ConfigurableClassData
+from dagster_postgres import DagsterPostgresStorage
+
+from imdb_assets import database, settings
+
+
+class ImdbPostgresStorage(DagsterPostgresStorage):
+    """`DagsterPostgresStorage` whose URL is resolved from the platform's environment contract."""
+
+    @classmethod
+    def config_type(cls):
+        return {"database": Field(str, default_value="dagster", description="Database for Dagster's tables.")}
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        server = settings.database_url() or database.embedded_server_url(settings.data_dir())
+        return cls(postgres_url=database.ensure_database(server, config_value["database"]), inst_data=inst_data)
+
+    def _storage_data(self, class_name: str) -> ConfigurableClassData:
+        return ConfigurableClassData("dagster_postgres", class_name, yaml.dump({"postgres_url": self.postgres_url}))
+
+    @property
+    def event_storage_data(self) -> ConfigurableClassData:
+        return self._storage_data("PostgresEventLogStorage")
+
+    @property
+    def run_storage_data(self) -> ConfigurableClassData:
+        return self._storage_data("PostgresRunStorage")
+
+    @property
+    def schedule_storage_data(self) -> ConfigurableClassData:
+        return self._storage_data("PostgresScheduleStorage")

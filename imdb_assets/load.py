@@ -1,0 +1,294 @@
+"""Load a parsed frame into PostgreSQL and swap it in atomically.
+
+The frame is bulk-ingested by ADBC (binary COPY) into a fresh table in ``imdb_incoming``, in the same transaction
+that creates it (on the embedded server, with minimal WAL, that skips the WAL entirely); the primary key and indexes
+are built after the data, then ANALYZE. Only then one short transaction replaces ``imdb.<table>``: it drops the old
+table, moves the new one into place and recreates every view that depended on the old one (dbt's staging views,
+a user's own views), with their grants and comments. Readers see the whole old table or the whole new one; any
+failure before that commit leaves the old table, and its views, untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import adbc_driver_postgresql.dbapi as adbc
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from psycopg import sql
+
+from imdb_assets.catalog import SCHEMA, Dataset
+
+INCOMING_SCHEMA = "imdb_incoming"
+META_SCHEMA = "imdb_meta"
+LOCK_CLASS = 7_041_933  # advisory-lock namespace for this platform's loads
+SWAP_LOCK_TIMEOUT = "3s"  # readers queue behind the swap's lock at most this long per attempt
+SWAP_ATTEMPTS = 20
+BATCH_ROWS = 256_000
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    rows: int
+    seconds: float
+    table_bytes: int
+    preview: list[tuple]
+    recreated_views: list[str]
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def with_application_name(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query)) | {"application_name": name}
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def qualified(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def create_table_sql(dataset: Dataset, schema: str) -> str:
+    columns = ", ".join(f'"{c.name}" {c.sql_type}' for c in dataset.columns)
+    return f'CREATE TABLE "{schema}"."{dataset.table}" ({columns})'
+
+
+def ensure_schemas(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))  # CREATE ... IF NOT EXISTS can race
+        for schema in (SCHEMA, INCOMING_SCHEMA, META_SCHEMA):
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
+                table_name text PRIMARY KEY,
+                source_sha256 text NOT NULL,
+                rows bigint NOT NULL,
+                loaded_at timestamptz NOT NULL DEFAULT now()
+            )"""
+        )
+
+
+def loaded_source(url: str, dataset: Dataset) -> str | None:
+    """The sha256 of the raw file the current ``imdb.<table>`` was built from, if any."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (f"{META_SCHEMA}.loads",)).fetchone()[0] is None:
+            return None
+        row = conn.execute(
+            f"SELECT source_sha256 FROM {META_SCHEMA}.loads WHERE table_name = %s", (dataset.table,)
+        ).fetchone()
+        exists = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{dataset.table}",)).fetchone()[0]
+    return row[0] if row and exists else None
+
+
+def load_table(
+    dataset: Dataset, parquet: str, url: str, *, source_sha256: str, log: logging.Logger | None = None
+) -> LoadResult:
+    """Bulk-load ``parquet`` into a new table, index and analyze it, then swap it in for ``imdb.<table>``."""
+    log = log or logging.getLogger(__name__)
+    started = time.monotonic()
+    app = f"imdb_assets load {dataset.table}"
+    with psycopg.connect(with_application_name(url, app), autocommit=True) as control:
+        ensure_schemas(control)
+        # One load per table at a time, whoever starts it (a run, a sensor-launched run, a backfill).
+        control.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, dataset.table))
+        try:
+            rows = _ingest(dataset, parquet, with_application_name(url, app), log)
+            log.info(f"{dataset.table}: {rows:,} rows ingested, analyzing")
+            control.execute(sql.SQL("ANALYZE {}").format(qualified(INCOMING_SCHEMA, dataset.table)))
+            views = _swap(control, dataset, source_sha256, rows, log)
+        except BaseException:
+            _drop_incoming(url, dataset)
+            raise
+        finally:
+            if not control.closed and not control.broken:
+                control.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, dataset.table))
+        table = qualified(SCHEMA, dataset.table)
+        size = control.execute("SELECT pg_total_relation_size(%s::regclass)", (f"{SCHEMA}.{dataset.table}",))
+        table_bytes = size.fetchone()[0]
+        preview = control.execute(sql.SQL("SELECT * FROM {} LIMIT 5").format(table)).fetchall()
+    return LoadResult(rows, time.monotonic() - started, table_bytes, preview, views)
+
+
+def _drop_incoming(url: str, dataset: Dataset) -> None:
+    """Best effort: the next load drops a leftover anyway."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(INCOMING_SCHEMA, dataset.table)))
+    except psycopg.Error:
+        pass
+
+
+def _batches(parquet: str, dataset: Dataset, log: logging.Logger) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    source = pq.ParquetFile(parquet)
+    names = [c.name for c in dataset.columns]
+    total = source.metadata.num_rows
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        started = last_report = time.monotonic()
+        done = 0
+        for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=names):
+            yield batch
+            done += batch.num_rows
+            if time.monotonic() - last_report >= 5:
+                last_report = time.monotonic()
+                rate = done / (last_report - started)
+                log.info(f"{dataset.table}: {done:,} of {total:,} rows sent ({rate:,.0f} rows/s)")
+
+    return source.schema_arrow.remove(source.schema_arrow.get_field_index("source_line")), batches()
+
+
+def _ingest(dataset: Dataset, parquet: str, url: str, log: logging.Logger) -> int:
+    """Create the incoming table, COPY the frame into it and build its keys, all in one transaction."""
+    schema, batches = _batches(parquet, dataset, log)
+    incoming = f'"{INCOMING_SCHEMA}"."{dataset.table}"'
+    with adbc.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {incoming}")
+        cur.execute(create_table_sql(dataset, INCOMING_SCHEMA))
+        rows = cur.adbc_ingest(
+            dataset.table,
+            pa.RecordBatchReader.from_batches(schema, batches),
+            mode="append",
+            db_schema_name=INCOMING_SCHEMA,
+        )
+        log.info(f"{dataset.table}: {rows:,} rows copied, building the primary key and indexes")
+        keys = ", ".join(f'"{k}"' for k in dataset.primary_key)
+        cur.execute(f'ALTER TABLE {incoming} ADD CONSTRAINT "{dataset.table}_pkey" PRIMARY KEY ({keys})')
+        for columns in dataset.indexes:
+            name = f"{dataset.table}_{'_'.join(columns)}_idx"
+            cur.execute(
+                f'CREATE INDEX "{name}" ON {incoming} ({", ".join(f"{c!r}" for c in columns)})'.replace("'", '"')
+            )
+        conn.commit()
+    return rows
+
+
+@dataclass(frozen=True)
+class _DependentView:
+    schema: str
+    name: str
+    materialized: bool
+    definition: str
+    options: list[str] | None
+    comment: str | None
+    column_comments: list[tuple[str, str]]
+    grants: list[tuple[str, str, bool]]
+    indexes: list[str]
+
+    @property
+    def qualified(self) -> sql.Composed:
+        return qualified(self.schema, self.name)
+
+    def recreate(self, conn: psycopg.Connection) -> None:
+        kind = sql.SQL("MATERIALIZED VIEW" if self.materialized else "VIEW")
+        options = sql.SQL(f" WITH ({', '.join(self.options)})" if self.options else "")
+        conn.execute(
+            sql.SQL("CREATE {} {}{} AS {}").format(kind, self.qualified, options, sql.SQL(self.definition.rstrip(";")))
+        )
+        for index in self.indexes:
+            conn.execute(index)
+        if self.comment is not None:
+            conn.execute(sql.SQL("COMMENT ON {} {} IS {}").format(kind, self.qualified, sql.Literal(self.comment)))
+        for column, comment in self.column_comments:
+            target = sql.SQL("{}.{}").format(self.qualified, sql.Identifier(column))
+            conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(target, sql.Literal(comment)))
+        for grantee, privilege, grantable in self.grants:
+            role = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+            option = sql.SQL(" WITH GRANT OPTION" if grantable else "")
+            conn.execute(sql.SQL("GRANT {} ON {} TO {}{}").format(sql.SQL(privilege), self.qualified, role, option))
+
+
+_DEPENDENT_VIEWS = """
+WITH RECURSIVE dependents(oid, depth) AS (
+    SELECT r.ev_class, 1
+    FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+    WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %(table)s::regclass AND r.ev_class <> d.refobjid
+  UNION
+    SELECT r.ev_class, dependents.depth + 1
+    FROM dependents
+    JOIN pg_depend d ON d.refobjid = dependents.oid AND d.classid = 'pg_rewrite'::regclass
+    JOIN pg_rewrite r ON r.oid = d.objid AND r.ev_class <> dependents.oid
+)
+SELECT n.nspname, c.relname, c.relkind = 'm', pg_get_viewdef(c.oid), c.reloptions,
+       obj_description(c.oid, 'pg_class'),
+       ARRAY(SELECT ARRAY[a.attname::text, col_description(c.oid, a.attnum)] FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND col_description(c.oid, a.attnum) IS NOT NULL),
+       ARRAY(SELECT ARRAY[CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g.grantee) END,
+                          g.privilege_type, g.is_grantable::text]
+             FROM aclexplode(c.relacl) g WHERE g.grantee <> c.relowner),
+       ARRAY(SELECT indexdef FROM pg_indexes i WHERE i.schemaname = n.nspname AND i.tablename = c.relname)
+FROM dependents JOIN pg_class c ON c.oid = dependents.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+GROUP BY c.oid, n.nspname, c.relname
+ORDER BY max(dependents.depth), n.nspname, c.relname
+"""
+
+
+def _dependent_views(conn: psycopg.Connection, dataset: Dataset) -> list[_DependentView]:
+    """Every view (and materialized view) built on ``imdb.<table>``, directly or through other views, in an
+    order that can recreate them. Definitions are read with an empty search_path so every name is qualified."""
+    conn.execute("SET LOCAL search_path = ''")
+    rows = conn.execute(_DEPENDENT_VIEWS, {"table": f"{SCHEMA}.{dataset.table}"}).fetchall()
+    return [
+        _DependentView(
+            schema=schema,
+            name=name,
+            materialized=materialized,
+            definition=definition,
+            options=options,
+            comment=comment,
+            column_comments=[(c, text) for c, text in column_comments],
+            grants=[(grantee, privilege, grantable == "true") for grantee, privilege, grantable in grants],
+            indexes=indexes,
+        )
+        for schema, name, materialized, definition, options, comment, column_comments, grants, indexes in rows
+    ]
+
+
+def _swap(control: psycopg.Connection, dataset: Dataset, source_sha256: str, rows: int, log) -> list[str]:
+    """Replace ``imdb.<table>`` with the incoming table in one transaction, retrying while readers hold locks."""
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            with control.transaction():
+                control.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
+                current = control.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{dataset.table}",)).fetchone()[0]
+                views = _dependent_views(control, dataset) if current else []
+                if current:
+                    control.execute(sql.SQL("DROP TABLE {} CASCADE").format(qualified(SCHEMA, dataset.table)))
+                control.execute(
+                    sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                        qualified(INCOMING_SCHEMA, dataset.table), sql.Identifier(SCHEMA)
+                    )
+                )
+                for view in views:
+                    view.recreate(control)
+                _describe(control, dataset, source_sha256)
+                control.execute(
+                    f"""INSERT INTO {META_SCHEMA}.loads (table_name, source_sha256, rows) VALUES (%s, %s, %s)
+                        ON CONFLICT (table_name) DO UPDATE
+                        SET source_sha256 = excluded.source_sha256, rows = excluded.rows, loaded_at = now()""",
+                    (dataset.table, source_sha256, rows),
+                )
+            names = [f"{v.schema}.{v.name}" for v in views]
+            log.info(
+                f"{SCHEMA}.{dataset.table} swapped in" + (f"; recreated views {', '.join(names)}" if names else "")
+            )
+            return names
+        except psycopg.errors.LockNotAvailable:
+            log.warning(f"{SCHEMA}.{dataset.table} is busy (attempt {attempt} of {SWAP_ATTEMPTS}); retrying the swap")
+            time.sleep(min(2.0 * attempt, 10.0))
+    raise RuntimeError(f"could not swap {SCHEMA}.{dataset.table}: readers held it for every attempt")
+
+
+def _describe(conn: psycopg.Connection, dataset: Dataset, source_sha256: str) -> None:
+    table = qualified(SCHEMA, dataset.table)
+    comment = f"IMDb {dataset.file_name}: {dataset.description} Source sha256 {source_sha256}."
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(comment)))
+    for column in dataset.columns:
+        target = sql.SQL("{}.{}").format(table, sql.Identifier(column.name))
+        conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(target, sql.Literal(column.description)))

@@ -1,0 +1,411 @@
+"""The docker deployment (Dockerfile, docker-compose.yml, docker/workspace.yaml) read as files.
+
+No Docker engine is needed: these tests parse the files and check that they agree with each
+other and with the environment contract in ``imdb_assets.settings.ENVIRONMENT``, so that the
+contract and the deployment cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from imdb_assets.settings import DEFAULT_BASE_URL, ENVIRONMENT
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKER_WORKSPACE = ROOT / "docker" / "workspace.yaml"
+DAGSTER_YAML = ROOT / "dagster.yaml"
+
+CODE_SERVER = "imdb_code"
+DAGSTER_SERVICES = (CODE_SERVER, "webserver", "daemon")
+DAGSTER_HOME = "/opt/dagster/dagster_home"
+CONTAINER_WORKSPACE = f"{DAGSTER_HOME}/workspace.yaml"
+
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?err}, $NAME (compose interpolation syntax)
+INTERPOLATION = re.compile(r"\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
+BARE_VARIABLE = re.compile(r"(?<!\$)\$(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def workspace() -> dict:
+    return yaml.safe_load(DOCKER_WORKSPACE.read_text())
+
+
+@pytest.fixture(scope="module")
+def grpc_entry(workspace: dict) -> dict:
+    entries = workspace["load_from"]
+    assert len(entries) == 1, entries
+    assert set(entries[0]) == {"grpc_server"}, entries[0]
+    return entries[0]["grpc_server"]
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> Dockerfile:
+    return Dockerfile.parse(DOCKERFILE.read_text())
+
+
+def command_args(service: dict) -> list[str]:
+    """The service's command (or entrypoint + command) as an argv list."""
+    argv: list[str] = []
+    for key in ("entrypoint", "command"):
+        value = service.get(key)
+        if value is None:
+            continue
+        argv += shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+    return argv
+
+
+def option(argv: list[str], *names: str) -> str:
+    """The value of a CLI option (``-p 4000``, ``--port 4000`` or ``--port=4000``); exactly once."""
+    values = []
+    for i, arg in enumerate(argv):
+        if arg in names:
+            values.append(argv[i + 1])
+        else:
+            for name in names:
+                if name.startswith("--") and arg.startswith(name + "="):
+                    values.append(arg.split("=", 1)[1])
+    assert len(values) == 1, f"expected exactly one {names} in {argv}"
+    return values[0]
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return {key: (None if value is None else str(value)) for key, value in env.items()}
+
+
+def with_defaults(value: str) -> str:
+    """A compose value with every ``${NAME:-default}`` replaced by its default (an empty shell)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        op = match["op"] or ""
+        return match["arg"] if op in (":-", "-") else ""
+
+    return INTERPOLATION.sub(substitute, value)
+
+
+def named_volume_mounts(service: dict) -> dict[str, str]:
+    """Container path -> named volume (short syntax ``name:/path[:mode]`` or long syntax)."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            if volume.get("type", "volume") != "volume":
+                continue
+            source, target = volume.get("source"), volume["target"]
+        if source and not source.startswith((".", "/", "~")):
+            mounts[target] = source
+    return mounts
+
+
+def bind_mounts(service: dict) -> dict[str, Path]:
+    """Container path -> host path (relative to the compose file) for bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        elif volume.get("type") == "bind":
+            source, target = volume["source"], volume["target"]
+        else:
+            continue
+        if source.startswith((".", "/")):
+            mounts[target] = (COMPOSE_FILE.parent / source).resolve()
+    return mounts
+
+
+class Dockerfile:
+    """Just enough of a Dockerfile reader: instructions, ENV values and where COPY puts files."""
+
+    def __init__(self, instructions: list[tuple[str, str]]):
+        self.instructions = instructions
+        self.env: dict[str, str] = {}
+        self.workdir = "/"
+        # (source relative to the build context, absolute destination, destination is a folder)
+        self.copies: list[tuple[str, str, bool]] = []
+        for keyword, args in instructions:
+            if keyword == "ENV":
+                tokens = shlex.split(args)
+                if "=" in tokens[0]:
+                    pairs = [token.split("=", 1) for token in tokens]
+                else:
+                    pairs = [(tokens[0], " ".join(tokens[1:]))]
+                for key, value in pairs:
+                    self.env[key] = self.expand(value)
+            elif keyword == "WORKDIR":
+                self.workdir = posixpath.join(self.workdir, self.expand(args.strip()))
+            elif keyword in ("COPY", "ADD"):
+                tokens = shlex.split(args)
+                if any(token.startswith("--from") for token in tokens):
+                    continue
+                paths = [token for token in tokens if not token.startswith("--")]
+                *sources, dest = paths
+                dest = self.expand(dest)
+                is_dir = dest.endswith("/") or len(sources) > 1
+                dest = posixpath.normpath(posixpath.join(self.workdir, dest))
+                for source in sources:
+                    self.copies.append((posixpath.normpath(source), dest, is_dir))
+
+    @classmethod
+    def parse(cls, text: str) -> Dockerfile:
+        logical, current = [], ""
+        for line in text.splitlines():
+            if not current and (not line.strip() or line.lstrip().startswith("#")):
+                continue
+            if line.lstrip().startswith("#"):  # comment inside a continued instruction
+                continue
+            if line.rstrip().endswith("\\"):
+                current += line.rstrip()[:-1] + " "
+            else:
+                logical.append(current + line)
+                current = ""
+        if current:
+            logical.append(current)
+        instructions = []
+        for line in logical:
+            keyword, _, args = line.strip().partition(" ")
+            instructions.append((keyword.upper(), args.strip()))
+        return cls(instructions)
+
+    def expand(self, value: str) -> str:
+        value = re.sub(r"\$\{(\w+)\}", lambda m: self.env.get(m[1], m[0]), value)
+        return BARE_VARIABLE.sub(lambda m: self.env.get(m["name"], m[0]), value)
+
+    def args(self, keyword: str) -> list[str]:
+        return [args for kw, args in self.instructions if kw == keyword]
+
+    def container_paths(self, repo_path: str) -> set[str]:
+        """Where a file of the repository (path relative to its root) ends up in the image."""
+        repo_path = posixpath.normpath(repo_path)
+        found = set()
+        for source, dest, is_dir in self.copies:
+            if source == repo_path:
+                found.add(posixpath.join(dest, posixpath.basename(source)) if is_dir else dest)
+            elif source == ".":
+                found.add(posixpath.join(dest, repo_path))
+            elif repo_path.startswith(source + "/"):
+                found.add(posixpath.join(dest, repo_path[len(source) + 1 :]))
+        return found
+
+
+def files_at(path: str, service: dict, dockerfile: Dockerfile) -> set[Path]:
+    """Which repository files a container path of a compose service is (via COPY or bind mount)."""
+    found = set()
+    for target, host in bind_mounts(service).items():
+        if path == target:
+            found.add(host)
+    # Candidates: the YAML files at the top level and under docker/ (never data/ or .venv/).
+    for candidate in [*ROOT.glob("*.y*ml"), *ROOT.glob("docker/**/*.y*ml")]:
+        if path in dockerfile.container_paths(candidate.relative_to(ROOT).as_posix()):
+            found.add(candidate.resolve())
+    return found
+
+
+# --------------------------------------------------------------------------- compose: services
+
+
+def test_services_exist(services: dict) -> None:
+    assert {"postgres", CODE_SERVER, "webserver", "daemon"} <= set(services)
+    assert services["postgres"]["image"] == "postgres:16"
+
+
+def test_dagster_services_share_the_image_built_from_the_dockerfile(services: dict) -> None:
+    images = set()
+    for name in DAGSTER_SERVICES:
+        service = services[name]
+        build = service["build"]
+        if isinstance(build, str):
+            build = {"context": build}
+        assert (COMPOSE_FILE.parent / build["context"]).resolve() == ROOT, name
+        assert (ROOT / build.get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE, name
+        images.add(service["image"])
+    assert images == {"imdb-assets:latest"}
+
+
+def test_code_server_serves_imdb_assets_on_the_workspace_port(services: dict, grpc_entry: dict) -> None:
+    argv = command_args(services[CODE_SERVER])
+    assert argv[:3] == ["dagster", "code-server", "start"], argv
+    assert option(argv, "-m", "--module-name") == "imdb_assets"
+    assert option(argv, "-h", "--host") == "0.0.0.0"
+    assert int(option(argv, "-p", "--port")) == 4000
+    assert grpc_entry["port"] == 4000
+    assert grpc_entry["host"] == CODE_SERVER
+    assert grpc_entry["location_name"] == "imdb_assets"
+
+
+def test_code_server_healthcheck_probes_its_port(services: dict) -> None:
+    test = services[CODE_SERVER]["healthcheck"]["test"]
+    argv = shlex.split(test[1]) if test[0] == "CMD-SHELL" else test[1:]
+    assert argv[:3] == ["dagster", "api", "grpc-health-check"], argv
+    assert int(option(argv, "-p", "--port")) == int(option(command_args(services[CODE_SERVER]), "-p"))
+
+
+@pytest.mark.parametrize(
+    ("name", "prefix"),
+    [
+        ("webserver", ["dagster-webserver"]),
+        ("daemon", ["dagster-daemon", "run"]),
+    ],
+)
+def test_webserver_and_daemon_load_the_docker_workspace(
+    services: dict, dockerfile: Dockerfile, name: str, prefix: list[str]
+) -> None:
+    service = services[name]
+    argv = command_args(service)
+    assert argv[: len(prefix)] == prefix, argv
+    path = option(argv, "-w", "--workspace")
+    path = posixpath.join(service.get("working_dir", dockerfile.workdir), path)
+    assert path == CONTAINER_WORKSPACE
+    # The file at that path in the container is docker/workspace.yaml, not the local-dev one.
+    assert files_at(path, service, dockerfile) == {DOCKER_WORKSPACE.resolve()}
+
+
+def test_webserver_is_published_on_3000(services: dict) -> None:
+    argv = command_args(services["webserver"])
+    assert option(argv, "-h", "--host") == "0.0.0.0"
+    assert option(argv, "-p", "--port") == "3000"
+    assert "3000:3000" in [str(port) for port in services["webserver"]["ports"]]
+
+
+def test_dagster_services_wait_for_healthy_postgres(services: dict) -> None:
+    for name in DAGSTER_SERVICES:
+        depends_on = services[name]["depends_on"]
+        assert depends_on["postgres"]["condition"] == "service_healthy", name
+    for name in ("webserver", "daemon"):
+        assert CODE_SERVER in services[name]["depends_on"], name
+
+
+def test_postgres_healthcheck_and_volume(compose: dict, services: dict) -> None:
+    postgres = services["postgres"]
+    env = environment(postgres)
+    test = postgres["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    argv = shlex.split(test[1])
+    assert argv[0] == "pg_isready"
+    assert option(argv, "-U", "--username") == env["POSTGRES_USER"]
+    assert option(argv, "-d", "--dbname") == env["POSTGRES_DB"]
+    volume = named_volume_mounts(postgres)["/var/lib/postgresql/data"]
+    assert volume in compose["volumes"]
+
+
+# --------------------------------------------------------------------------- the environment contract
+
+
+@pytest.mark.parametrize("name", DAGSTER_SERVICES)
+def test_every_contract_variable_is_set(services: dict, name: str) -> None:
+    env = {key: with_defaults(value) for key, value in environment(services[name]).items()}
+    assert set(ENVIRONMENT) <= set(env), f"{name} misses {set(ENVIRONMENT) - set(env)}"
+    assert env["DATABASE_URL"] == "postgresql://imdb:imdb@postgres:5432/imdb"
+    assert env["IMDB_BASE_URL"] == DEFAULT_BASE_URL == "https://datasets.imdbws.com/"
+    assert env["IMDB_DATA_DIR"] == "/data"
+    assert float(env["IMDB_MAX_REJECT_FRACTION"]) == 0.001
+
+
+def test_overridable_variables_keep_their_own_name(services: dict) -> None:
+    for name in DAGSTER_SERVICES:
+        env = environment(services[name])
+        for key in ("IMDB_BASE_URL", "IMDB_MAX_REJECT_FRACTION"):
+            match = INTERPOLATION.fullmatch(env[key])
+            assert match and match["braced"] == key and match["op"] == ":-", (name, key, env[key])
+
+
+def test_every_platform_variable_in_the_deployment_is_in_the_contract(services: dict, dockerfile: Dockerfile) -> None:
+    names = set(dockerfile.env)
+    for service in services.values():
+        names |= set(environment(service))
+    text = COMPOSE_FILE.read_text()
+    names |= {match["braced"] for match in INTERPOLATION.finditer(text)}
+    names |= {match["name"] for match in BARE_VARIABLE.finditer(text)}
+    platform = {name for name in names if name.startswith("IMDB_") or name == "DATABASE_URL"}
+    assert platform <= set(ENVIRONMENT), f"not in ENVIRONMENT: {platform - set(ENVIRONMENT)}"
+    assert platform == set(ENVIRONMENT)
+
+
+def test_database_url_points_at_the_postgres_service(services: dict) -> None:
+    postgres_env = environment(services["postgres"])
+    for name in DAGSTER_SERVICES:
+        url = urlsplit(with_defaults(environment(services[name])["DATABASE_URL"]))
+        assert url.scheme in ("postgresql", "postgres")
+        assert url.hostname == "postgres" and url.hostname in services
+        assert url.port == 5432
+        assert url.username == postgres_env["POSTGRES_USER"] == "imdb"
+        assert url.password == postgres_env["POSTGRES_PASSWORD"] == "imdb"
+        assert url.path.lstrip("/") == postgres_env["POSTGRES_DB"] == "imdb"
+
+
+def test_code_server_keeps_the_data_dir_on_a_named_volume(compose: dict, services: dict) -> None:
+    data_dir = with_defaults(environment(services[CODE_SERVER])["IMDB_DATA_DIR"])
+    volume = named_volume_mounts(services[CODE_SERVER])[data_dir]
+    assert volume == "imdb-data"
+    assert volume in compose["volumes"]
+
+
+# --------------------------------------------------------------------------- Dockerfile and dagster.yaml
+
+
+def test_dockerfile_builds_the_uv_environment(dockerfile: Dockerfile) -> None:
+    assert dockerfile.args("FROM") == ["python:3.11-slim"]
+    assert any(re.search(r"\bpip install\b.*\buv\b", run) for run in dockerfile.args("RUN"))
+    # The lock file and pyproject go in before the project itself; the final sync is frozen, no dev.
+    copies = [source for source, _, _ in dockerfile.copies]
+    assert copies.index("pyproject.toml") < copies.index(".")
+    assert copies.index("uv.lock") < copies.index(".")
+    syncs = [run for run in dockerfile.args("RUN") if "uv sync" in run]
+    assert syncs and all("--frozen" in run and "--no-dev" in run for run in syncs)
+    venv = dockerfile.env.get("UV_PROJECT_ENVIRONMENT", posixpath.join(dockerfile.workdir, ".venv"))
+    assert dockerfile.env["PATH"].split(":")[0] == f"{venv}/bin"
+    assert dockerfile.env["IMDB_DATA_DIR"] == "/data"
+
+
+def test_dockerfile_puts_dagster_yaml_in_dagster_home(dockerfile: Dockerfile) -> None:
+    assert dockerfile.env["DAGSTER_HOME"] == DAGSTER_HOME
+    assert f"{DAGSTER_HOME}/dagster.yaml" in dockerfile.container_paths("dagster.yaml")
+    assert CONTAINER_WORKSPACE in dockerfile.container_paths("docker/workspace.yaml")
+
+
+def env_keys(node: object) -> set[str]:
+    """Names in ``{env: NAME}`` nodes of a Dagster config (how dagster.yaml reads env vars)."""
+    found = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "env" and isinstance(value, str):
+                found.add(value)
+            else:
+                found |= env_keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= env_keys(item)
+    return found
+
+
+def test_dagster_yaml_reads_only_variables_compose_sets(services: dict, dockerfile: Dockerfile) -> None:
+    if not DAGSTER_YAML.exists():
+        pytest.skip("dagster.yaml does not exist yet: nothing to check against compose")
+    config = yaml.safe_load(DAGSTER_YAML.read_text()) or {}
+    for name in DAGSTER_SERVICES:
+        available = set(environment(services[name])) | set(dockerfile.env)
+        missing = env_keys(config) - available
+        assert not missing, f"dagster.yaml reads {missing}, which {name} does not set"
