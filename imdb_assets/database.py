@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import warnings
 from functools import cache
 from pathlib import Path
@@ -98,3 +99,17 @@ def resolve_url(database_url: str | None, data_dir: Path) -> str:
     if database_url:
         return database_url
     return ensure_database(embedded_server_url(data_dir), IMDB_DATABASE)
+
+
+def stop_embedded_server(data_dir: Path) -> None:
+    """Stop the embedded server under ``data_dir`` if it runs (`make db-stop`, test teardown)."""
+    pgdata = data_dir / "postgres"
+    if (pgdata / "postmaster.pid").exists():
+        user = "pgserver" if os.geteuid() == 0 else None
+        _commands.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user, timeout=60)
+    embedded_server_url.cache_clear()
+
+
+def psql_path() -> str:
+    """The psql that ships with the embedded server, for users without a PostgreSQL client."""
+    return str(_commands.POSTGRES_BIN_PATH / "psql")

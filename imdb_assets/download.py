@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -126,7 +127,9 @@ class GzipVerifier:
         while chunk:
             try:
                 self.uncompressed_bytes += len(self._inflater.decompress(chunk, INFLATE_LIMIT))
-                while self._inflater.unconsumed_tail:
+                # Stop at the member's end: CPython then leaves the leftover input in unconsumed_tail as well as in
+                # unused_data, and calling again would append it to unused_data forever.
+                while self._inflater.unconsumed_tail and not self._inflater.eof:
                     tail = self._inflater.unconsumed_tail
                     self.uncompressed_bytes += len(self._inflater.decompress(tail, INFLATE_LIMIT))
             except zlib.error as error:
@@ -212,9 +215,11 @@ def _fetch(url: str, dest: Path, previous: LocalCopy | None, timeout: float, log
             client.stream("GET", url, headers=headers) as response,
         ):
             if response.status_code == 304:
+                if not headers:
+                    raise DownloadError(f"{url}: HTTP 304 to a request that was not conditional")
                 return None
             _raise_for_status(url, response)
-            expected = int(response.headers["content-length"]) if "content-length" in response else None
+            expected = int(response.headers["content-length"]) if "content-length" in response.headers else None
             return _store(url, _version_of(response), response.iter_bytes(CHUNK), dest, expected, log)
     except httpx.TransportError as error:  # connect errors, timeouts, connection dropped mid-body
         raise TransientDownloadError(f"{url}: {type(error).__name__}: {error or 'connection failed'}") from error
@@ -228,7 +233,7 @@ def _read_chunks(stream) -> Iterator[bytes]:
 def _store(url, version, chunks: Iterator[bytes], dest: Path, expected: int | None, log) -> LocalCopy:
     """Stream ``chunks`` to a temporary file, verify them, then atomically replace ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.part")
     verifier = GzipVerifier()
     started = last_report = time.monotonic()
     try:

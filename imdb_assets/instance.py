@@ -24,7 +24,9 @@ class ImdbPostgresStorage(DagsterPostgresStorage):
     @classmethod
     def from_config_value(cls, inst_data, config_value):
         server = settings.database_url() or database.embedded_server_url(settings.data_dir())
-        return cls(postgres_url=database.ensure_database(server, config_value["database"]), inst_data=inst_data)
+        url = database.ensure_database(server, config_value["database"])
+        # dagster-postgres speaks psycopg2; SQLAlchemy 2.1 would otherwise pick psycopg 3 for postgresql://.
+        return cls(postgres_url=url.replace("postgresql://", "postgresql+psycopg2://", 1), inst_data=inst_data)
 
     def _storage_data(self, class_name: str) -> ConfigurableClassData:
         return ConfigurableClassData("dagster_postgres", class_name, yaml.dump({"postgres_url": self.postgres_url}))

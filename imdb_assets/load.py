@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import adbc_driver_postgresql.dbapi as adbc
 import psycopg
@@ -48,7 +48,7 @@ class LoadResult:
 def with_application_name(url: str, name: str) -> str:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query)) | {"application_name": name}
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
 def qualified(schema: str, table: str) -> sql.Composed:

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,9 +41,21 @@ POLARS_TYPES = {
     Kind.X02_LIST: pl.List(pl.String),
     Kind.JSON_LIST: pl.List(pl.String),
 }
-_JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"'
-JSON_STRING_ARRAY = rf"^\[\s*(?:{_JSON_STRING}(?:\s*,\s*{_JSON_STRING})*)?\s*\]$"
+# Exactly what Polars' JSON decoder accepts, so a line it would fail on is rejected instead of failing the file:
+# JSON's own whitespace (the regex \s would also match Unicode spaces such as U+00A0), and \u escapes that are
+# not surrogates or are a high surrogate followed by a low one (a lone surrogate fails or decodes to U+0000).
+_JSON_SPACE = r"[ \t\n\r]*"
+_JSON_ESCAPE = (
+    r'\\(?:["\\/bfnrt]'
+    r"|u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2})"
+    r"|u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+_JSON_STRING = rf'"(?:[^"\\\x00-\x1f]|{_JSON_ESCAPE})*"'
+JSON_STRING_ARRAY = (
+    rf"^\[{_JSON_SPACE}(?:{_JSON_STRING}(?:{_JSON_SPACE},{_JSON_SPACE}{_JSON_STRING})*)?{_JSON_SPACE}\]$"
+)
 INTEGER = r"^-?[0-9]+$"
+NUL_REASON = "contains a NUL character, which PostgreSQL text cannot hold"
 RATING = r"^[0-9]{1,2}(?:\.[0-9])?$"
 
 
@@ -101,8 +114,8 @@ def parse_file(
     started = time.monotonic()
     parquet.parent.mkdir(parents=True, exist_ok=True)
     rejects.parent.mkdir(parents=True, exist_ok=True)
-    tmp_parquet = parquet.with_name(f".{parquet.name}.{os.getpid()}.part")
-    tmp_rejects = rejects.with_name(f".{rejects.name}.{os.getpid()}.part")
+    tmp_parquet = parquet.with_name(f".{parquet.name}.{uuid.uuid4().hex[:12]}.part")
+    tmp_rejects = rejects.with_name(f".{rejects.name}.{uuid.uuid4().hex[:12]}.part")
     parser = _BlockParser(dataset)
     try:
         with (
@@ -187,7 +200,9 @@ def _lines(block: bytes) -> tuple[pl.Series, list[int]]:
     bad bytes backslash-escaped, for the rejects file)."""
     expected = block.count(b"\n") + 1
     unused = next((bytes([b]) for b in (1, 3, 4, 5, 6, 7, 8, 14, 15, 16) if bytes([b]) not in block), None)
-    if unused is not None and b"\r" not in block:  # Polars would drop a \r before \n: keep those bytes exact
+    # Polars would drop a \r before \n and a byte order mark opening the block, and refuses an empty block (one
+    # empty line): those take the plain path below, so every byte is kept.
+    if unused is not None and block and b"\r" not in block and not block.startswith(b"\xef\xbb\xbf"):
         try:
             frame = pl.read_csv(
                 block,
@@ -241,6 +256,7 @@ class _BlockParser:
         typed = [_typed(column) for column in self.dataset.columns]
         reasons = [
             pl.when(pl.col("fields") != width).then(pl.format(f"expected {width} fields, found {{}}", "fields")),
+            pl.when(pl.col("line").str.contains("\x00", literal=True)).then(pl.lit(NUL_REASON)),
             *(pl.when(pl.col(k) == NULL).then(pl.lit(f"{k}: key is null")) for k in self.keys),
             *(reason for _, reason in typed),
         ]
@@ -341,7 +357,10 @@ def _typed(column: Column) -> tuple[pl.Expr, pl.Expr | None]:
         case Kind.JSON_LIST:
             return (
                 pl.when(present).then(raw).str.json_decode(pl.List(pl.String)),
-                invalid(~raw.str.contains(JSON_STRING_ARRAY), "a JSON array of strings"),
+                invalid(
+                    ~raw.str.contains(JSON_STRING_ARRAY) | raw.str.contains(r"\u0000", literal=True),
+                    "a JSON array of strings",
+                ),
             )
     raise AssertionError(column.kind)
 

@@ -164,7 +164,7 @@ def test_every_quirk_of_real_data_is_present(clean: Path) -> None:
     assert any('"' in job for job in column(clean, "title.principals", "job"))
     assert '["Self - \\"Host\\""]' in characters
     assert all(is_json_strings(v) for v in characters)
-    for needle in ("AC\\DC", "C:\\path", "backslash\\\t", "\\t", "Folder\\Name", "\x02"):
+    for needle in ("AC\\DC", "C:\\path", "backslash\\\t", "like\\ta tab", "Folder\\Name", "\x02"):
         assert needle in everything, needle
     for script in (
         r"[éàü]",

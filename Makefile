@@ -1,0 +1,44 @@
+# The two commands of the quick start are `make demo` and `make test`; everything else is a convenience.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv from PATH, or bootstrapped from PyPI into .tools/ on a machine that has only Python 3.11+.
+UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export UV_PYTHON_DOWNLOADS ?= never
+DEMO_ROWS ?= 200000
+
+.PHONY: help install demo test lint dev db-stop clean
+
+help:
+	@echo "make demo     generate an IMDb-format mirror and load it all into the embedded PostgreSQL"
+	@echo "make test     lint and run the whole test suite"
+	@echo "make dev      the Dagster UI (webserver + daemon) on the same instance"
+	@echo "make db-stop  stop the embedded PostgreSQL"
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen
+	@mkdir -p $(DAGSTER_HOME) && ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: install
+	$(UV) run python -m imdb_assets.demo --rows $(DEMO_ROWS)
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+test: lint
+	$(UV) run pytest
+
+dev: install
+	$(UV) run dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+db-stop: install
+	$(UV) run python -c "from imdb_assets import database, settings; database.stop_embedded_server(settings.data_dir())"
+
+clean: db-stop
+	rm -rf data .dagster_home

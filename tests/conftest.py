@@ -1,0 +1,114 @@
+"""Shared fixtures: the embedded PostgreSQL (one server, a fresh database per test), a local IMDb mirror served
+over real HTTP from generated files, and the resources that point the assets at them."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from dagster import AssetSelection, DagsterInstance, materialize
+
+from imdb_assets import database
+from imdb_assets.assets import imdb_file_assets, parsed_key, raw_key, table_key
+from imdb_assets.catalog import BY_STEM, DATASETS, SCHEMA, Dataset
+from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
+from imdb_assets.sample import generate
+from tests.mirror_server import MirrorServer
+
+SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "imdb-sample"
+TEST_ROWS = 20_000
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> Iterator[str]:
+    """The embedded server, started by the platform's own code path, stopped at the end of the session."""
+    data_dir = tmp_path_factory.mktemp("pg")
+    yield database.embedded_server_url(data_dir)
+    database.stop_embedded_server(data_dir)
+
+
+@pytest.fixture
+def db_url(pg_server: str, request) -> Iterator[str]:
+    name = "test_" + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:40]
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield database.ensure_database(pg_server, name)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory) -> Path:
+    """IMDb-format files with quirks and malformed lines; tests copy them, never change them."""
+    out = tmp_path_factory.mktemp("generated")
+    generate(out, TEST_ROWS, seed=7, malformed_fraction=0.01)
+    return out
+
+
+@pytest.fixture
+def mirror_dir(tmp_path: Path, generated: Path) -> Path:
+    folder = tmp_path / "mirror"
+    shutil.copytree(generated, folder)
+    return folder
+
+
+@pytest.fixture
+def mirror(mirror_dir: Path) -> Iterator[MirrorServer]:
+    server = MirrorServer(mirror_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+class Platform:
+    """The assets wired to a test's mirror, data folder and database; runs them in process with `materialize`."""
+
+    def __init__(self, base_url: str, data_dir: Path, db_url: str, max_reject_fraction: float = 0.05) -> None:
+        self.db_url = db_url
+        self.instance = DagsterInstance.ephemeral()
+        self.store = LocalStore(data_dir=str(data_dir), max_reject_fraction=max_reject_fraction)
+        self.resources = {
+            "source": ImdbSource(base_url=base_url, backoff_seconds=0.01, timeout_seconds=10),
+            "store": self.store,
+            "warehouse": Warehouse(database_url=db_url, data_dir=str(data_dir)),
+        }
+
+    def refresh(self, *datasets: Dataset, layers=(raw_key, parsed_key, table_key), raise_on_error: bool = True):
+        keys = [layer(d) for d in (datasets or DATASETS) for layer in layers]
+        return materialize(
+            imdb_file_assets,
+            selection=AssetSelection.assets(*keys),
+            resources=self.resources,
+            instance=self.instance,
+            raise_on_error=raise_on_error,
+        )
+
+    def query(self, statement: str, *params) -> list[tuple]:
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def table(self, dataset: Dataset) -> list[tuple]:
+        order = ", ".join(dataset.primary_key)
+        return self.query(f"SELECT * FROM {SCHEMA}.{dataset.table} ORDER BY {order}")
+
+
+@pytest.fixture
+def platform(mirror: MirrorServer, data_dir: Path, db_url: str) -> Platform:
+    return Platform(mirror.base_url, data_dir, db_url)
+
+
+def materialized_keys(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+RATINGS = BY_STEM["title.ratings"]
+BASICS = BY_STEM["title.basics"]
+PRINCIPALS = BY_STEM["title.principals"]

@@ -1,0 +1,95 @@
+"""A real HTTP server on 127.0.0.1 that serves a folder the way IMDb's dataset host does, and fails on demand.
+
+It answers GET and HEAD with ETag and Last-Modified, honours If-None-Match / If-Modified-Since with 304, and
+takes a queue of faults for the next GET requests: "500" (an error status) or "drop" (headers promising the full
+length, half the body, then the connection is closed).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class MirrorServer:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.faults: deque[str] = deque()
+        self.requests: list[tuple[str, str, int]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def fail_next(self, *faults: str) -> None:
+        self.faults.extend(faults)
+
+    def gets(self, name: str | None = None) -> list[int]:
+        """Status codes of the GET requests so far (for one file, if named)."""
+        return [s for m, p, s in self.requests if m == "GET" and (name is None or p.endswith(name))]
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self):
+        mirror = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self._serve(body=False)
+
+            def do_GET(self) -> None:
+                self._serve(body=True)
+
+            def _reply(self, status: int, headers: dict[str, str] | None = None) -> None:
+                mirror.requests.append((self.command, self.path, status))
+                self.send_response(status)
+                for name, value in (headers or {"Content-Length": "0"}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+            def _serve(self, body: bool) -> None:
+                path = mirror.root / self.path.lstrip("/")
+                if not path.is_file():
+                    return self._reply(404)
+                if body and mirror.faults and mirror.faults[0] == "500":
+                    mirror.faults.popleft()
+                    return self._reply(500)
+                data = path.read_bytes()
+                stat = path.stat()
+                etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+                last_modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
+                validators = {"ETag": etag, "Last-Modified": last_modified}
+                if self.headers.get("If-None-Match") == etag:
+                    return self._reply(304, validators)
+                since = self.headers.get("If-Modified-Since")
+                unmodified = since and int(stat.st_mtime) <= email.utils.parsedate_to_datetime(since).timestamp()
+                if unmodified and not self.headers.get("If-None-Match"):
+                    return self._reply(304, validators)
+                self._reply(200, {**validators, "Content-Length": str(len(data)), "Content-Type": "application/gzip"})
+                if not body:
+                    return None
+                if mirror.faults and mirror.faults[0] == "drop":
+                    mirror.faults.popleft()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return None
+                self.wfile.write(data)
+                return None
+
+        return Handler

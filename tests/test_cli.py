@@ -1,0 +1,73 @@
+"""`dagster job execute -m imdb_assets -j imdb_refresh` as users run it: a real subprocess, exit codes checked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+from imdb_assets import database
+from imdb_assets.catalog import DATASETS, SCHEMA
+from tests import reference
+from tests.conftest import RATINGS
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+
+
+def run_refresh(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
+    return subprocess.run(
+        [DAGSTER, "job", "execute", "-m", "imdb_assets", "-j", "imdb_refresh"],
+        env=clean | env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_job_execute_refreshes_everything_on_a_throwaway_instance(mirror, db_url, tmp_path):
+    env = {
+        "IMDB_BASE_URL": mirror.base_url,
+        "DATABASE_URL": db_url,
+        "IMDB_DATA_DIR": str(tmp_path / "data"),
+        "IMDB_MAX_REJECT_FRACTION": "0.05",
+    }
+    result = run_refresh(env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "RUN_SUCCESS" in result.stderr
+    with psycopg.connect(db_url) as conn:
+        for dataset in DATASETS:
+            expected = reference.read(dataset, mirror.root / dataset.file_name)
+            count = conn.execute(f"SELECT count(*) FROM {SCHEMA}.{dataset.table}").fetchone()[0]
+            assert count == len(expected.rows), dataset.table
+
+
+def test_failed_run_exits_non_zero_and_is_recorded_in_dagster_home(mirror, mirror_dir, db_url, pg_server, tmp_path):
+    """With DAGSTER_HOME set, the repo's dagster.yaml keeps the run in PostgreSQL; a corrupt file fails the run."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    data = (mirror_dir / RATINGS.file_name).read_bytes()
+    (mirror_dir / RATINGS.file_name).write_bytes(data[:100])
+    env = {
+        "IMDB_BASE_URL": mirror.base_url,
+        "DATABASE_URL": db_url,
+        "IMDB_DATA_DIR": str(tmp_path / "data"),
+        "IMDB_MAX_REJECT_FRACTION": "0.05",
+        "DAGSTER_HOME": str(home),
+    }
+    result = run_refresh(env, tmp_path)
+    assert result.returncode != 0
+    assert "truncated gzip" in result.stderr
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT to_regclass('imdb.title_ratings')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM imdb.title_basics").fetchone()[0] > 0
+    with psycopg.connect(database.with_database(pg_server, "dagster")) as conn:
+        statuses = conn.execute("SELECT status FROM runs WHERE pipeline_name = 'imdb_refresh'").fetchall()
+    assert ("FAILURE",) in statuses
