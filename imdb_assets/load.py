@@ -259,6 +259,14 @@ def _swap(control: psycopg.Connection, dataset: Dataset, source_sha256: str, row
                 current = control.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{dataset.table}",)).fetchone()[0]
                 views = _dependent_views(control, dataset) if current else []
                 if current:
+                    # Take the locks in the order a reader of the outermost view does (view, inner views, table),
+                    # so a reader and the swap wait for each other instead of deadlocking. (A materialized view's
+                    # readers never reach the table, and LOCK refuses them: DROP ... CASCADE locks those.)
+                    outermost_first = [v.qualified for v in reversed(views) if not v.materialized]
+                    outermost_first.append(qualified(SCHEMA, dataset.table))
+                    control.execute(
+                        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(outermost_first))
+                    )
                     control.execute(sql.SQL("DROP TABLE {} CASCADE").format(qualified(SCHEMA, dataset.table)))
                 control.execute(
                     sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
@@ -279,8 +287,11 @@ def _swap(control: psycopg.Connection, dataset: Dataset, source_sha256: str, row
                 f"{SCHEMA}.{dataset.table} swapped in" + (f"; recreated views {', '.join(names)}" if names else "")
             )
             return names
-        except psycopg.errors.LockNotAvailable:
-            log.warning(f"{SCHEMA}.{dataset.table} is busy (attempt {attempt} of {SWAP_ATTEMPTS}); retrying the swap")
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as error:
+            log.warning(
+                f"{SCHEMA}.{dataset.table} is busy ({type(error).__name__}, attempt {attempt} of {SWAP_ATTEMPTS}); "
+                "retrying the swap"
+            )
             time.sleep(min(2.0 * attempt, 10.0))
     raise RuntimeError(f"could not swap {SCHEMA}.{dataset.table}: readers held it for every attempt")
 
