@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PYTHON_DOWNLOADS ?= never
-DEMO_ROWS ?= 200000
+DEMO_ROWS ?= 1000000
 
 .PHONY: help install demo test lint dev db-stop clean
 

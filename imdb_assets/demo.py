@@ -21,7 +21,7 @@ from imdb_assets.sample import MANIFEST, Manifest, generate
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000, help="rows over all seven generated files")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows over all seven generated files")
     args = parser.parse_args(argv)
 
     data_dir = settings.data_dir()
