@@ -15,6 +15,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     Config,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     TableColumn,
@@ -129,7 +130,7 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
                 "seconds": round(result.seconds, 3),
                 "mb_per_s": round(result.mb_per_s, 2),
             },
-            data_version=None,
+            data_version=DataVersion(copy.sha256),
         )
 
     @asset(
@@ -148,7 +149,8 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
             )
         parquet = store.parquet_path(dataset)
         previous = parse.ParseResult.read(parquet)
-        if previous and previous.source_sha256 == copy.sha256:
+        reused = bool(previous and previous.source_sha256 == copy.sha256)
+        if reused:
             context.log.info(f"{parquet.name} is already parsed from this copy of {dataset.file_name}; reusing it")
             result = previous
         else:
@@ -164,6 +166,7 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
         return MaterializeResult(
             metadata={
                 "dagster/row_count": result.rows,
+                "reused": reused,
                 "rejects": result.rejects,
                 "reject_fraction": result.reject_fraction,
                 "reject_reasons": MetadataValue.json(result.reject_reasons),

@@ -71,3 +71,28 @@ def test_failed_run_exits_non_zero_and_is_recorded_in_dagster_home(mirror, mirro
     with psycopg.connect(database.with_database(pg_server, "dagster")) as conn:
         statuses = conn.execute("SELECT status FROM runs WHERE pipeline_name = 'imdb_refresh'").fetchall()
     assert ("FAILURE",) in statuses
+
+
+def test_demo_runs_offline_on_the_embedded_database(tmp_path):
+    """`make demo`'s module with no DATABASE_URL: it starts its own PostgreSQL under the data folder and keeps it."""
+    data_dir = tmp_path / "data"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "imdb_assets.demo", "--rows", "3000"],
+            env=clean | {"IMDB_DATA_DIR": str(data_dir)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        url = database.with_database(database.embedded_server_url(data_dir), database.IMDB_DATABASE)
+        with psycopg.connect(url) as conn:
+            counts = {d.table: conn.execute(f"SELECT count(*) FROM {SCHEMA}.{d.table}").fetchone()[0] for d in DATASETS}
+        for table, count in counts.items():
+            assert f"{SCHEMA}.{table:<18} {count:>10,} rows" in result.stdout
+        assert min(counts.values()) > 0
+        assert f'psql "{url}"' in result.stdout
+    finally:
+        database.stop_embedded_server(data_dir)

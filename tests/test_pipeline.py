@@ -227,6 +227,14 @@ def test_database_connection_killed_during_load_keeps_old_table(platform, loaded
     assert platform.table(RATINGS) == loaded
     assert platform.query("SELECT to_regclass('imdb_incoming.title_principals')") == [(None,)]
 
-    # The next attempt, with the connection left alone, loads the new file.
-    platform.refresh(PRINCIPALS, layers=(table_key,))
+    # The next refresh heals it: the file is unchanged, but the table is not built from it, so the chain runs again,
+    # reusing the already parsed frame instead of downloading or parsing twice.
+    healed = platform.refresh(PRINCIPALS)
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata for e in healed.get_asset_materialization_events()
+    }
+    assert metadata["raw/title_principals"]["downloaded"].value is False
+    assert metadata["parsed/title_principals"]["reused"].value is True
+    assert "imdb/title_principals" in metadata
     assert_table_matches_file(platform, PRINCIPALS, mirror_dir / PRINCIPALS.file_name)
+    assert materialized_keys(platform.refresh(PRINCIPALS)) == set()
