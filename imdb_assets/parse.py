@@ -56,6 +56,8 @@ JSON_STRING_ARRAY = (
 )
 INTEGER = r"^-?[0-9]+$"
 NUL_REASON = "contains a NUL character, which PostgreSQL text cannot hold"
+DUPLICATE_REASON = "duplicate key: an earlier line has the same key"
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
 RATING = r"^[0-9]{1,2}(?:\.[0-9])?$"
 
 
@@ -119,7 +121,7 @@ def parse_file(
     parser = _BlockParser(dataset)
     try:
         with (
-            pq.ParquetWriter(tmp_parquet, arrow_schema(dataset), compression="zstd", compression_level=1) as writer,
+            pq.ParquetWriter(tmp_parquet, arrow_schema(dataset), **PARQUET_OPTIONS) as writer,
             tmp_rejects.open("wb") as rejects_out,
         ):
             rejects_out.write(b"line\treason\traw\n")
@@ -277,7 +279,7 @@ class _BlockParser:
                 frame.filter(pl.col("reason").is_not_null()).select(LINE_COLUMN, "reason", "line"),
                 frame.filter(pl.col(LINE_COLUMN).is_in(duplicates[LINE_COLUMN].implode()))
                 .select(LINE_COLUMN, "line")
-                .with_columns(reason=pl.lit("duplicate key: an earlier line has the same key"))
+                .with_columns(reason=pl.lit(DUPLICATE_REASON))
                 .select(LINE_COLUMN, "reason", "line"),
             ]
         ).sort(LINE_COLUMN)
@@ -299,6 +301,12 @@ class _BlockParser:
         self._last_key = {k: rows[k][-1] for k in self.keys}
         flags = rows.select(first.alias("keep"))["keep"]
         return rows.filter(flags), rows.filter(~flags)
+
+    def count_late_duplicates(self, count: int) -> None:
+        """Duplicates found after the blocks were written (files not ordered by key) move from rows to rejects."""
+        self.rows -= count
+        self.rejects += count
+        self.reasons[DUPLICATE_REASON] = self.reasons.get(DUPLICATE_REASON, 0) + count
 
     def _count(self, lines: int, rows: int, rejected: pl.DataFrame) -> None:
         self.lines += lines
@@ -370,7 +378,7 @@ def _write_rejects(out, rejected: pl.DataFrame) -> None:
         out.write(f"{line}\t{reason}\t{raw}\n".encode())
 
 
-def _drop_scattered_duplicates(dataset: Dataset, raw: Path, parquet: Path, rejects: Path, parser) -> None:
+def _drop_scattered_duplicates(dataset: Dataset, raw: Path, parquet: Path, rejects: Path, parser: _BlockParser) -> None:
     """Second pass for files not ordered by key: find repeated keys with bounded memory (hash partitions of the key
     columns), drop them from the frame and append their raw lines to the rejects."""
     keys = list(dataset.primary_key)
@@ -386,18 +394,18 @@ def _drop_scattered_duplicates(dataset: Dataset, raw: Path, parquet: Path, rejec
     dropped = set(duplicates)
     rewritten = parquet.with_name(parquet.name + ".dedup")
     source = pq.ParquetFile(parquet)
-    with pq.ParquetWriter(rewritten, source.schema_arrow, compression="zstd", compression_level=1) as writer:
-        for group in range(source.num_row_groups):
-            table = pl.from_arrow(source.read_row_group(group))
-            writer.write_table(table.filter(~pl.col(LINE_COLUMN).is_in(duplicates)).to_arrow().cast(writer.schema))
-    os.replace(rewritten, parquet)
+    try:
+        with pq.ParquetWriter(rewritten, source.schema_arrow, **PARQUET_OPTIONS) as writer:
+            for group in range(source.num_row_groups):
+                table = pl.from_arrow(source.read_row_group(group)).filter(~pl.col(LINE_COLUMN).is_in(duplicates))
+                writer.write_table(table.to_arrow().cast(writer.schema))
+        os.replace(rewritten, parquet)
+    finally:
+        rewritten.unlink(missing_ok=True)
 
-    reason = "duplicate key: an earlier line has the same key"
     with rejects.open("ab") as out:
         for first_line, block in _blocks(dataset, raw):
             for offset, raw_line in enumerate(block.split(b"\n")):
                 if first_line + offset in dropped:
-                    out.write(f"{first_line + offset}\t{reason}\t".encode() + raw_line + b"\n")
-    parser.rows -= len(dropped)
-    parser.rejects += len(dropped)
-    parser.reasons[reason] = parser.reasons.get(reason, 0) + len(dropped)
+                    out.write(f"{first_line + offset}\t{DUPLICATE_REASON}\t".encode() + raw_line + b"\n")
+    parser.count_late_duplicates(len(dropped))
