@@ -15,6 +15,8 @@ ENVIRONMENT: dict[str, str] = {
     "DATABASE_URL": "Any PostgreSQL URI; unset means the embedded server under IMDB_DATA_DIR/postgres.",
     "IMDB_DATA_DIR": "Raw files, parsed frames, rejects and the embedded database (default ./data).",
     "IMDB_MAX_REJECT_FRACTION": "Share of malformed rows a file may have before its refresh fails (default 0.001).",
+    "IMDB_SENSOR_INTERVAL_SECONDS": "Seconds between two checks of IMDB_BASE_URL by the release sensor (default 3600).",
+    "IMDB_SENSOR_DEFAULT_STATUS": "The release sensor's state on a new instance: stopped (default) or running.",
 }
 
 
@@ -32,3 +34,14 @@ def database_url() -> str | None:
 
 def max_reject_fraction() -> float:
     return float(os.environ.get("IMDB_MAX_REJECT_FRACTION") or 0.001)
+
+
+def sensor_interval_seconds() -> int:
+    return int(os.environ.get("IMDB_SENSOR_INTERVAL_SECONDS") or 3600)
+
+
+def sensor_running_by_default() -> bool:
+    status = (os.environ.get("IMDB_SENSOR_DEFAULT_STATUS") or "stopped").lower()
+    if status not in ("running", "stopped"):
+        raise ValueError(f"IMDB_SENSOR_DEFAULT_STATUS must be running or stopped, not {status!r}")
+    return status == "running"

@@ -2,7 +2,8 @@
 
 It answers GET and HEAD with ETag and Last-Modified, honours If-None-Match / If-Modified-Since with 304, and
 takes a queue of faults for the next GET requests: "500" (an error status) or "drop" (headers promising the full
-length, half the body, then the connection is closed).
+length, half the body, then the connection is closed). ``broken`` maps a file name to the status every request for
+it gets, HEAD included, until removed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class MirrorServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.faults: deque[str] = deque()
+        self.broken: dict[str, int] = {}
         self.requests: list[tuple[str, str, int]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -66,6 +68,8 @@ class MirrorServer:
                 path = mirror.root / self.path.lstrip("/")
                 if not path.is_file():
                     return self._reply(404)
+                if path.name in mirror.broken:
+                    return self._reply(mirror.broken[path.name])
                 if body and mirror.faults and mirror.faults[0] == "500":
                     mirror.faults.popleft()
                     return self._reply(500)

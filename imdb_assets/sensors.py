@@ -1,0 +1,94 @@
+"""The release sensor: notices a new IMDb release on its own and refreshes exactly the files that changed.
+
+IMDb publishes no schedule, so each tick asks for every file's current version (one HEAD per file; size and mtime
+for file://) and compares it with the version the last materialization of the file's raw asset recorded. The files
+that changed go into one run of their raw assets and everything downstream of them (frames, tables, dbt models), so
+unchanged files are not touched and a layer added downstream is included without editing this module.
+
+The same upstream version never triggers two runs: the cursor remembers the version last requested for each file
+(so a tick during a long refresh does not request it again, and restarts keep that memory), and the run key is made
+of the versions, so Dagster drops a repeated request even if the cursor is reset. A run that fails is retried by
+Dagster's run retries (`dagster.yaml`), not by a later tick: the next release, or a re-execution, refreshes it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from imdb_assets import download, settings
+from imdb_assets.assets import VERSION_KEY, raw_key
+from imdb_assets.catalog import DATASETS, Dataset
+from imdb_assets.resources import ImdbSource
+
+HEAD_TIMEOUT_SECONDS = 10.0  # a tick must end well inside Dagster's 60 s limit on a sensor evaluation
+# Dagster's run retries (enabled in dagster.yaml) re-execute a failed refresh from the failed step, this often; the
+# concurrency tag (limited to one run in dagster.yaml) queues a release's refresh behind the previous one, so two runs
+# never rebuild the same downstream models at once.
+RUN_TAGS = {"dagster/max_retries": "2", "imdb/refresh": "release"}
+
+
+def recorded_version(instance: DagsterInstance, dataset: Dataset) -> str | None:
+    """The upstream version the raw asset last downloaded; None if it never materialized (counts as changed)."""
+    event = instance.get_latest_materialization_event(raw_key(dataset))
+    entry = event.asset_materialization.metadata.get(VERSION_KEY) if event and event.asset_materialization else None
+    return entry.value if entry else None
+
+
+@sensor(
+    job_name="imdb_refresh",
+    minimum_interval_seconds=settings.sensor_interval_seconds(),
+    default_status=DefaultSensorStatus.RUNNING if settings.sensor_running_by_default() else DefaultSensorStatus.STOPPED,
+    description="Checks IMDB_BASE_URL for a new release (a HEAD per file) and refreshes the files that changed.",
+)
+def imdb_release_sensor(context: SensorEvaluationContext, source: ImdbSource) -> SensorResult | SkipReason:
+    requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    changed: dict[Dataset, tuple[str | None, str]] = {}
+    awaited: list[str] = []
+    timeout = min(source.timeout_seconds, HEAD_TIMEOUT_SECONDS)
+    with httpx.Client(follow_redirects=True, timeout=timeout) as client:
+        for dataset in DATASETS:
+            url = source.url(dataset)
+            try:
+                remote = download.remote_version(url, client).key()
+            except (httpx.HTTPError, download.DownloadError, download.TransientDownloadError, OSError) as error:
+                # One failure is enough: the server is down or in trouble, and the next tick asks again.
+                return SkipReason(_unreachable(dataset, url, error))
+            recorded = recorded_version(context.instance, dataset)
+            if remote == recorded:
+                continue
+            if requested.get(dataset.file_stem) == remote:
+                awaited.append(dataset.file_name)
+            else:
+                changed[dataset] = (recorded, remote)
+    if not changed:
+        waiting = f"; requested earlier, its run is queued, running or failed: {', '.join(awaited)}" if awaited else ""
+        return SkipReason(f"no new release at {source.base_url}{waiting}")
+
+    selection = AssetSelection.assets(*(raw_key(d) for d in changed)).downstream()
+    keys = sorted(selection.resolve(context.repository_def.asset_graph), key=lambda key: key.to_user_string())
+    run_key = ", ".join(f"{d.file_stem} {old or 'none'} -> {new}" for d, (old, new) in changed.items())
+    context.log.info(f"new release of {', '.join(d.file_name for d in changed)}: requesting {len(keys)} assets")
+    return SensorResult(
+        run_requests=[RunRequest(run_key=run_key, asset_selection=keys, tags=RUN_TAGS)],
+        cursor=json.dumps(requested | {d.file_stem: new for d, (_, new) in changed.items()}, sort_keys=True),
+    )
+
+
+def _unreachable(dataset: Dataset, url: str, error: Exception) -> str:
+    if isinstance(error, download.DownloadError | download.TransientDownloadError):
+        detail = str(error)  # already names the URL and the status
+    else:
+        detail = f"{url}: {type(error).__name__}: {error or 'no detail'}"
+    return f"could not check {dataset.file_name}, the next tick tries again: {detail}"
