@@ -2,8 +2,10 @@
 
 raw file (`raw/<table>`) -> parsed frame (`parsed/<table>`) -> PostgreSQL table (`imdb/<table>`).
 
-The raw asset only materializes when IMDb published a new file (or the table is not yet built from the copy on
-disk); otherwise it reports "unchanged" and everything downstream of it is skipped.
+Every step of a refresh reports on its asset, but work is only done for what changed: an unchanged file is not
+downloaded (conditional GET), its Parquet is reused and its table kept (`reloaded: false`), and the dbt step
+rebuilds only the models that read a reloaded table. The step never skips instead, because Dagster skips a
+multi-asset step such as dbt's whole when any one of its upstream steps yields nothing.
 """
 
 import json
@@ -30,6 +32,7 @@ from imdb_assets.catalog import DATASETS, SCHEMA, Dataset
 from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
 
 RAW_GROUP, PARSED_GROUP, TABLE_GROUP = "raw_files", "parsed_frames", "imdb_tables"
+VERSION_KEY = "version_key"  # raw metadata: the upstream version downloaded, which the release sensor compares
 
 
 def raw_key(dataset: Dataset) -> AssetKey:
@@ -88,16 +91,11 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
         group_name=RAW_GROUP,
         kinds={"file"},
         description=f"{file_description} Downloaded only when it changed, verified as a complete gzip.",
-        output_required=False,
         metadata={"file_name": dataset.file_name},
     )
     def raw_file(
-        context: AssetExecutionContext,
-        config: RawFileConfig,
-        source: ImdbSource,
-        store: LocalStore,
-        warehouse: Warehouse,
-    ):
+        context: AssetExecutionContext, config: RawFileConfig, source: ImdbSource, store: LocalStore
+    ) -> MaterializeResult:
         url = source.url(dataset)
         path = store.raw_path(dataset)
         result = download.download(
@@ -110,14 +108,11 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
             log=context.log,
         )
         copy = result.copy
-        if not result.changed:
-            if load.loaded_source(warehouse.url(), dataset) == copy.sha256:
-                context.log.info(f"{dataset.file_name} unchanged since {copy.version.key()}: nothing to refresh")
-                return
-            context.log.info(f"{dataset.file_name} unchanged, but {SCHEMA}.{dataset.table} is not built from it yet")
-        else:
+        if result.changed:
             context.log.info(f"{dataset.file_name}: {copy.bytes:,} bytes in {result.seconds:.1f}s")
-        yield MaterializeResult(
+        else:
+            context.log.info(f"{dataset.file_name} unchanged since {copy.version.key()}: keeping the local copy")
+        return MaterializeResult(
             metadata={
                 "url": MetadataValue.url(url),
                 "path": MetadataValue.path(str(path)),
@@ -126,6 +121,7 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
                 "uncompressed_bytes": copy.uncompressed_bytes,
                 "etag": copy.version.etag or "",
                 "last_modified": copy.version.last_modified or "",
+                VERSION_KEY: copy.version.key(),
                 "sha256": copy.sha256,
                 "seconds": round(result.seconds, 3),
                 "mb_per_s": round(result.mb_per_s, 2),
@@ -194,6 +190,18 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
         parsed = parse.ParseResult.read(parquet)
         if parsed is None:
             raise FileNotFoundError(f"{parquet} does not exist: materialize {parsed_key(dataset).to_user_string()}")
+        current = load.current_load(warehouse.url(), dataset)
+        if current and current.source_sha256 == parsed.source_sha256:
+            context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")
+            return MaterializeResult(
+                metadata={
+                    "dagster/row_count": current.rows,
+                    "reloaded": False,
+                    "table_bytes": current.table_bytes,
+                    "table_size": MetadataValue.text(f"{current.table_bytes / 1e6:,.1f} MB"),
+                    "source_sha256": current.source_sha256,
+                }
+            )
         started = time.monotonic()
         result = load.load_table(
             dataset, str(parquet), warehouse.url(), source_sha256=parsed.source_sha256, log=context.log
@@ -205,6 +213,7 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
         return MaterializeResult(
             metadata={
                 "dagster/row_count": result.rows,
+                "reloaded": True,
                 "rejects": parsed.rejects,
                 "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
                 "seconds": round(time.monotonic() - started, 3),

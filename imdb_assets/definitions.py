@@ -1,14 +1,17 @@
-"""The code location: assets, resources and the `imdb_refresh` job."""
+"""The code location: assets, resources, the `imdb_refresh` job and the release sensor that runs it."""
 
 from __future__ import annotations
 
 import os
 
 from dagster import AssetSelection, Definitions, EnvVar, define_asset_job, multiprocess_executor
+from dagster_dbt import DbtCliResource
 
 from imdb_assets import settings
 from imdb_assets.assets import imdb_file_assets
+from imdb_assets.dbt import imdb_dbt_models, project
 from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
+from imdb_assets.sensors import imdb_release_sensor
 
 
 def _from_env(name: str, default):
@@ -21,7 +24,7 @@ DATA_DIR = _from_env("IMDB_DATA_DIR", str(settings.data_dir()))
 imdb_refresh = define_asset_job(
     "imdb_refresh",
     selection=AssetSelection.all(),
-    description="Refresh every IMDb file that changed, and everything downstream of it.",
+    description="Refresh every IMDb file that changed, then the dbt models that read the changed tables.",
 )
 
 # Steps run in parallel processes forked from a server that has already imported the code, so a step does not
@@ -32,9 +35,11 @@ executor = multiprocess_executor.configured(
 
 defs = Definitions(
     executor=executor,
-    assets=imdb_file_assets,
+    assets=[*imdb_file_assets, imdb_dbt_models],
     jobs=[imdb_refresh],
+    sensors=[imdb_release_sensor],
     resources={
+        "dbt": DbtCliResource(project_dir=project),
         "source": ImdbSource(base_url=_from_env("IMDB_BASE_URL", settings.DEFAULT_BASE_URL)),
         "store": LocalStore(
             data_dir=DATA_DIR,

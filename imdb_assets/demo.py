@@ -14,7 +14,7 @@ import time
 
 import psycopg
 
-from imdb_assets import database, settings
+from imdb_assets import database, dbt, settings
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.sample import MANIFEST, Manifest, generate
 
@@ -42,11 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         return returncode
 
     url = database.resolve_url(settings.database_url(), data_dir)
+    relations = [f"{SCHEMA}.{d.table}" for d in DATASETS] + dbt.marts()
     with psycopg.connect(url) as conn:
-        counts = {d.table: conn.execute(f"SELECT count(*) FROM {SCHEMA}.{d.table}").fetchone()[0] for d in DATASETS}
-    print(f"\nimdb_refresh finished in {seconds:.0f}s. Tables in schema {SCHEMA}:")
-    for table, count in counts.items():
-        print(f"  {SCHEMA}.{table:<18} {count:>10,} rows")
+        counts = {name: conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in relations}
+    print(f"\nimdb_refresh finished in {seconds:.0f}s. Tables, and the dbt marts built from them:")
+    for name, count in counts.items():
+        print(f"  {name:<35} {count:>10,} rows")
     psql = database.psql_path() if not settings.database_url() else "psql"
     print(f'\nQuery it:   {psql} "{url}"')
     print(f"Open the UI: IMDB_BASE_URL={env['IMDB_BASE_URL']} make dev   (then http://127.0.0.1:3000)")

@@ -75,16 +75,26 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
         )
 
 
-def loaded_source(url: str, dataset: Dataset) -> str | None:
-    """The sha256 of the raw file the current ``imdb.<table>`` was built from, if any."""
+@dataclass(frozen=True)
+class CurrentLoad:
+    """What ``imdb.<table>`` holds now: built from which raw file, how many rows, how large."""
+
+    source_sha256: str
+    rows: int
+    table_bytes: int
+
+
+def current_load(url: str, dataset: Dataset) -> CurrentLoad | None:
+    """The load the current ``imdb.<table>`` came from, if the table exists and was built by the platform."""
     with psycopg.connect(url, autocommit=True) as conn:
         if conn.execute("SELECT to_regclass(%s)", (f"{META_SCHEMA}.loads",)).fetchone()[0] is None:
             return None
         row = conn.execute(
-            f"SELECT source_sha256 FROM {META_SCHEMA}.loads WHERE table_name = %s", (dataset.table,)
+            f"""SELECT loads.source_sha256, loads.rows, pg_total_relation_size(to_regclass(%s))
+                FROM {META_SCHEMA}.loads WHERE table_name = %s AND to_regclass(%s) IS NOT NULL""",
+            (f"{SCHEMA}.{dataset.table}", dataset.table, f"{SCHEMA}.{dataset.table}"),
         ).fetchone()
-        exists = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{dataset.table}",)).fetchone()[0]
-    return row[0] if row and exists else None
+    return CurrentLoad(*row) if row else None
 
 
 def load_table(

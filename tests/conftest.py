@@ -10,10 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
+from dagster_dbt import DbtCliResource
 
 from imdb_assets import database
 from imdb_assets.assets import imdb_file_assets, parsed_key, raw_key, table_key
 from imdb_assets.catalog import BY_STEM, DATASETS, SCHEMA, Dataset
+from imdb_assets.dbt import imdb_dbt_models, project
 from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
 from imdb_assets.sample import generate
 from tests.mirror_server import MirrorServer
@@ -78,13 +80,23 @@ class Platform:
             "source": ImdbSource(base_url=base_url, backoff_seconds=0.01, timeout_seconds=10),
             "store": self.store,
             "warehouse": Warehouse(database_url=db_url, data_dir=str(data_dir)),
+            "dbt": DbtCliResource(project_dir=project),
         }
 
-    def refresh(self, *datasets: Dataset, layers=(raw_key, parsed_key, table_key), raise_on_error: bool = True):
-        keys = [layer(d) for d in (datasets or DATASETS) for layer in layers]
+    def refresh(
+        self,
+        *datasets: Dataset,
+        layers=(raw_key, parsed_key, table_key),
+        models: bool = False,
+        raise_on_error: bool = True,
+    ):
+        """Materialize these files' layers; with `models`, also the dbt models downstream of them."""
+        selection = AssetSelection.assets(*[layer(d) for d in (datasets or DATASETS) for layer in layers])
+        if models:
+            selection = selection | selection.downstream()
         return materialize(
-            imdb_file_assets,
-            selection=AssetSelection.assets(*keys),
+            [*imdb_file_assets, imdb_dbt_models],
+            selection=selection,
             resources=self.resources,
             instance=self.instance,
             raise_on_error=raise_on_error,
@@ -107,6 +119,20 @@ def platform(mirror: MirrorServer, data_dir: Path, db_url: str) -> Platform:
 
 def materialized_keys(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+# Metadata each file layer reports when it had nothing to do: the copy was current, the Parquet reused, the table kept.
+UNCHANGED = {"downloaded": False, "reused": True, "reloaded": False}
+
+
+def changed_keys(result) -> set[str]:
+    """The assets a run did work for: downloaded, parsed, reloaded, or (dbt) rebuilt."""
+    changed = set()
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        if not any(key in metadata and metadata[key].value is value for key, value in UNCHANGED.items()):
+            changed.add(event.asset_key.to_user_string())
+    return changed
 
 
 RATINGS = BY_STEM["title.ratings"]

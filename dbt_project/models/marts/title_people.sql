@@ -1,0 +1,33 @@
+{{ config(indexes=[{'columns': ['tconst']}, {'columns': ['nconst']}]) }}
+
+-- Every credit of a person on a title: principals plus the directors and writers of title.crew, which IMDb does
+-- not always repeat among the principals. Credits of titles or people IMDb does not list are left out.
+with crew_credits as (
+    select crew.tconst, director.nconst, 'director' as category
+    from {{ ref('stg_imdb__title_crew') }} as crew
+    cross join lateral unnest(crew.directors) as director (nconst)
+    union all
+    select crew.tconst, writer.nconst, 'writer' as category
+    from {{ ref('stg_imdb__title_crew') }} as crew
+    cross join lateral unnest(crew.writers) as writer (nconst)
+),
+
+credits as (
+    select tconst, nconst, coalesce(category, 'unknown') as category, ordering, true as in_principals, false as in_crew
+    from {{ ref('stg_imdb__title_principals') }}
+    union all
+    select tconst, nconst, category, null, false, true
+    from crew_credits
+)
+
+select
+    credits.tconst,
+    credits.nconst,
+    credits.category,
+    min(credits.ordering) as billing_order,
+    bool_or(credits.in_principals) as in_principals,
+    bool_or(credits.in_crew) as in_crew
+from credits
+inner join {{ ref('stg_imdb__title_basics') }} as titles on titles.tconst = credits.tconst
+inner join {{ ref('stg_imdb__name_basics') }} as people on people.nconst = credits.nconst
+group by credits.tconst, credits.nconst, credits.category
