@@ -4,8 +4,8 @@
 For each title with enough votes, its ten most similar titles. Pairs are never enumerated title x title: candidates
 come from blocks, (1) titles sharing a director, writer or principal cast member, leaving out people credited on
 more than `recommendation_max_titles_per_person` eligible titles (like stop words, they relate everything), and
-(2) the `recommendation_genre_candidates` most-voted titles with exactly the same genres. Work is linear in the
-eligible titles times those bounds.
+(2) for each of a title's genres, the `recommendation_genre_candidates` most-voted titles of that genre. Work is
+linear in the eligible titles times those bounds.
 
 score = content_score * (0.8 + 0.2 * quality_score), where
   content_score = 0.40 * genre_similarity (Jaccard of the genre sets)
@@ -52,20 +52,21 @@ shared_people as (
     group by title.tconst, other.tconst
 ),
 
-popular_in_genres as (
+popular_in_genre as (
     select
-        tconst,
-        genres,
-        row_number() over (partition by genres order by num_votes desc, tconst) as popularity
-    from eligible
-    where cardinality(genres) > 0
+        genres.genre,
+        eligible.tconst,
+        row_number() over (partition by genres.genre order by eligible.num_votes desc, eligible.tconst) as popularity
+    from {{ ref('title_genres') }} as genres
+    inner join eligible on eligible.tconst = genres.tconst
 ),
 
-same_genres as (
-    select title.tconst, popular.tconst as recommended_tconst
-    from eligible as title
-    inner join popular_in_genres as popular
-        on popular.genres = title.genres
+same_genre as (
+    select distinct title.tconst, popular.tconst as recommended_tconst
+    from {{ ref('title_genres') }} as title
+    inner join eligible on eligible.tconst = title.tconst
+    inner join popular_in_genre as popular
+        on popular.genre = title.genre
         and popular.popularity <= {{ var('recommendation_genre_candidates') }}
         and popular.tconst <> title.tconst
 ),
@@ -79,7 +80,7 @@ candidates as (
     from (
         select tconst, recommended_tconst, shared_directors_writers, shared_cast from shared_people
         union all
-        select tconst, recommended_tconst, 0, 0 from same_genres
+        select tconst, recommended_tconst, 0, 0 from same_genre
     ) as blocks
     group by tconst, recommended_tconst
 ),
