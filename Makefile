@@ -7,14 +7,18 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PYTHON_DOWNLOADS ?= never
 DEMO_ROWS ?= 1000000
+BENCH_ROWS ?= 20370000
+BENCH_PRINCIPALS ?= 1000000,5000000,20000000
 
-.PHONY: help install demo test lint dev db-stop clean
+.PHONY: help install demo test lint dev db-stop clean bench bench-rss
 
 help:
 	@echo "make demo     generate an IMDb-format mirror and load it all into the embedded PostgreSQL"
 	@echo "make test     lint and run the whole test suite"
 	@echo "make dev      the Dagster UI (webserver + daemon) on the same instance"
 	@echo "make db-stop  stop the embedded PostgreSQL"
+	@echo "make bench    load benchmark against COPY text and batch inserts (BENCH_ROWS=$(BENCH_ROWS), 1/10 of IMDb)"
+	@echo "make bench-rss  peak memory by size of title.principals ($(BENCH_PRINCIPALS) rows)"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -36,6 +40,12 @@ test: lint
 
 dev: install
 	$(UV) run dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: install
+	$(UV) run python -m bench.run --rows $(BENCH_ROWS)
+
+bench-rss: install
+	$(UV) run python -m bench.run --principals $(BENCH_PRINCIPALS)
 
 db-stop: install
 	$(UV) run python -c "from imdb_assets import database, settings; database.stop_embedded_server(settings.data_dir())"

@@ -1,0 +1,1 @@
+"""Benchmarks of the platform against the loaders it replaces (`make bench`)."""

@@ -1,0 +1,489 @@
+"""Load benchmark: this platform side by side with the loaders it replaces, on the same generated IMDb files.
+
+    uv run python -m bench.run --rows 20370000                      # every file at 1/10 of IMDb, and a whole refresh
+    uv run python -m bench.run --principals 1000000,5000000,20000000  # peak RSS by size of title.principals
+
+Methods, each in a child process of its own (so its peak RSS, from wait4, is its own), against the same embedded
+PostgreSQL with the same settings, into a table of the same DDL with the same primary key and indexes, then ANALYZE:
+
+- ``platform_refresh``: a whole file's refresh, ``.tsv.gz`` on disk -> Parquet frame -> swapped table;
+- ``platform_load``: the table asset's load alone, Parquet frame -> indexed, analyzed, swapped table;
+- ``copy_text``: the old way, the file inflated into ``COPY ... FROM STDIN (FORMAT text)``;
+- ``batch_insert``: the older way, psycopg2 ``execute_batch`` in pages of 10,000 rows, on a slice of the file,
+  extrapolated linearly to the whole file.
+
+Then the whole refresh of all seven files as a user runs it (``dagster asset materialize``, the code location's
+multiprocess executor). Results go to ``bench_results/`` as markdown, JSON and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+
+from imdb_assets import database, load, parse
+from imdb_assets.catalog import BY_STEM, DATASETS, Dataset
+from imdb_assets.sample import MANIFEST, Counts, Manifest, generate
+
+RESULTS = Path("bench_results")
+IMDB_ROWS = round(sum(d.share_of_rows for d in DATASETS) * 1_000_000)  # the whole release, ~204M rows
+BATCH_PAGE = 10_000
+COPY_BLOCK = 1 << 20
+METHODS = ("platform_refresh", "platform_load", "copy_text", "batch_insert")
+BASELINE_SCHEMA = {"copy_text": "bench_copy", "batch_insert": "bench_batch"}
+
+
+@dataclass
+class Measurement:
+    file: str
+    method: str
+    rows: int
+    seconds: float
+    peak_rss_mb: float
+    server_cpu_seconds: float
+    note: str = ""
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+# --- the methods, run in a child process -------------------------------------------------------------------------
+
+
+def platform_refresh(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: int) -> dict:
+    started = time.monotonic()
+    parsed = parse.parse_file(
+        dataset,
+        raw,
+        _frame(work, dataset),
+        work / "frames" / f"{dataset.table}.rejects.tsv",
+        source_sha256=f"bench {raw}",
+        max_reject_fraction=0.001,
+    )
+    loaded = load.load_table(dataset, str(_frame(work, dataset)), url, source_sha256=parsed.source_sha256)
+    note = f"parse {parsed.seconds:.1f} s + load {loaded.seconds:.1f} s"
+    return {"rows": loaded.rows, "seconds": time.monotonic() - started, "note": note}
+
+
+def platform_load(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: int) -> dict:
+    started = time.monotonic()
+    loaded = load.load_table(dataset, str(_frame(work, dataset)), url, source_sha256=f"bench {raw}")
+    return {"rows": loaded.rows, "seconds": time.monotonic() - started, "note": "frame from platform_refresh"}
+
+
+def _frame(work: Path, dataset: Dataset) -> Path:
+    return work / "frames" / f"{dataset.table}.parquet"
+
+
+def baseline_ddl(dataset: Dataset, schema: str) -> str:
+    """The platform's DDL (same types, collations, NOT NULL keys), except that lists stay the file's raw text: the
+    old loaders did not decode them, and COPY text could not read them as arrays."""
+    columns = ", ".join(load.column_sql(dataset, c, "text" if c.is_list else None) for c in dataset.columns)
+    return f'CREATE TABLE "{schema}"."{dataset.table}" ({columns})'
+
+
+def copy_text(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: int) -> dict:
+    """Table, COPY, primary key and indexes in one transaction (so, like the platform's load, it skips the WAL)."""
+    schema = BASELINE_SCHEMA["copy_text"]
+    started = time.monotonic()
+    with psycopg.connect(url) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        conn.execute(f'DROP TABLE IF EXISTS "{schema}"."{dataset.table}"')
+        conn.execute(baseline_ddl(dataset, schema))
+        cursor = conn.cursor()
+        with (
+            gzip.open(raw, "rb") as source,
+            cursor.copy(f'COPY "{schema}"."{dataset.table}" FROM STDIN (FORMAT text)') as copy,
+        ):
+            source.readline()  # the header
+            while block := source.read(COPY_BLOCK):
+                while block.endswith(b"\\") and (more := source.read(1)):
+                    block += more
+                # COPY text reads a backslash before a tab as an escaped tab, and the row then misses a field
+                # ("Trailing backslash\" ends a title in the data): escape exactly those, or it cannot load at all.
+                copy.write(block.replace(b"\\\t", b"\\\\\t"))
+        rows = cursor.rowcount
+        for statement in load.index_sql(dataset, schema):
+            conn.execute(statement)
+        conn.commit()
+        conn.execute(f'ANALYZE "{schema}"."{dataset.table}"')
+        conn.commit()
+        seconds = time.monotonic() - started
+        conn.execute(f'DROP TABLE "{schema}"."{dataset.table}"')
+    return {"rows": rows, "seconds": seconds, "note": "escapes only a backslash before a tab; other text mangled"}
+
+
+def batch_insert(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: int) -> dict:
+    """psycopg2 ``execute_batch``, 10,000 rows a page, one transaction with the CREATE TABLE (no WAL either)."""
+    import psycopg2  # the old loaders' driver; installed with dagster-postgres
+    import psycopg2.extras
+
+    schema = BASELINE_SCHEMA["batch_insert"]
+    total = _file_rows(raw.parent, dataset)
+    started = time.monotonic()
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            cursor.execute(f'DROP TABLE IF EXISTS "{schema}"."{dataset.table}"')
+            cursor.execute(baseline_ddl(dataset, schema))
+            insert = f'INSERT INTO "{schema}"."{dataset.table}" VALUES ({", ".join(["%s"] * len(dataset.columns))})'
+            with gzip.open(raw, "rt", encoding="utf-8", newline="\n") as source:
+                next(source)
+                rows = [
+                    [None if value == r"\N" else value for value in line.rstrip("\n").split("\t")]
+                    for line in itertools.islice(source, slice_rows)
+                ]
+            inserted = len(rows)
+            psycopg2.extras.execute_batch(cursor, insert, rows, page_size=BATCH_PAGE)
+            for statement in load.index_sql(dataset, schema):
+                cursor.execute(statement)
+            conn.commit()
+            cursor.execute(f'ANALYZE "{schema}"."{dataset.table}"')
+            conn.commit()
+            seconds = time.monotonic() - started
+            cursor.execute(f'DROP TABLE "{schema}"."{dataset.table}"')
+            conn.commit()
+    finally:
+        conn.close()
+    if inserted < total:
+        note = f"extrapolated linearly from {inserted:,} rows in {seconds:.1f} s"
+        return {"rows": total, "seconds": seconds * total / inserted, "note": note}
+    return {"rows": inserted, "seconds": seconds, "note": ""}
+
+
+def _file_rows(data: Path, dataset: Dataset) -> int:
+    return Manifest.read(data / MANIFEST).files[dataset.file_stem].data_rows
+
+
+# --- the parent: data, children, measurements, report ------------------------------------------------------------
+
+
+def ensure_data(folder: Path, rows: int, only: list[str] | None = None) -> Path:
+    """Generated files without malformed lines, so every method loads exactly the same rows."""
+    manifest = folder / MANIFEST
+    if not (manifest.exists() and Manifest.read(manifest).rows == rows):
+        print(f"generating {rows:,} rows of IMDb-format data in {folder}", flush=True)
+        generate(folder, rows, seed=0, malformed_fraction=0.0, only=only)
+    return folder
+
+
+def server_cpu_seconds(work: Path) -> float:
+    """CPU used so far by the embedded server: the postmaster, its exited children (backends, parallel workers,
+    the checkpointer...) and its live ones."""
+    postmaster = int((work / "postgres" / "postmaster.pid").read_text().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == postmaster:
+            total += sum(int(f) for f in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+        elif int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+class PeakMemory(threading.Thread):
+    """Samples a process tree every 0.1 s: the peak of its summed PSS (shared pages split between the processes
+    sharing them, as Dagster's forked step processes do), or of one process's own high-water mark if higher.
+    (wait4's ru_maxrss would not do: a child inherits the high-water mark of the parent it was forked from.)"""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_kb, self.done = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.1):
+            tree, total = self.tree(), 0
+            for pid in tree:
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                except OSError:
+                    continue
+                total += _kb(rollup, "Pss:")
+                self.peak_kb = max(self.peak_kb, _kb(status, "VmHWM:"))
+            self.peak_kb = max(self.peak_kb, total)
+
+    def tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                children.setdefault(parent, []).append(int(entry.name))
+        tree, pending = [], [self.pid]
+        while pending:
+            pid = pending.pop()
+            tree.append(pid)
+            pending += children.get(pid, [])
+        return tree
+
+
+def _kb(text: str, field: str) -> int:
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith(field)), 0)
+
+
+def measured(command: list[str], work: Path, env: dict | None = None) -> tuple[str, float, float]:
+    """Run ``command``; return its output, its peak memory (MB, with its descendants), and the server's CPU."""
+    before = server_cpu_seconds(work)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    memory = PeakMemory(process.pid)
+    memory.start()
+    output = process.stdout.read()
+    process.wait()
+    memory.done.set()
+    memory.join()
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed with exit code {process.returncode}")
+    return output, memory.peak_kb / 1024, server_cpu_seconds(work) - before
+
+
+def run_method(method: str, dataset: Dataset, data: Path, work: Path, slice_rows: int) -> Measurement:
+    command = [sys.executable, "-m", "bench.run", "--child", method, "--file", dataset.file_stem]
+    command += ["--data", str(data), "--work", str(work), "--slice", str(slice_rows)]
+    output, rss, server = measured(command, work)
+    result = json.loads(output.strip().splitlines()[-1])
+    measurement = Measurement(dataset.file_stem, method, result["rows"], result["seconds"], rss, server, result["note"])
+    print(
+        f"  {method:<17} {measurement.rows:>12,} rows {measurement.seconds:8.1f} s "
+        f"{measurement.rows_per_second:>12,.0f} rows/s  peak RSS {rss:6.0f} MB  server CPU {server:6.1f} s",
+        flush=True,
+    )
+    return measurement
+
+
+def whole_refresh(data: Path, work: Path, url: str) -> tuple[Measurement, float]:
+    """All seven files as a user refreshes them, raw copies on disk -> tables, in one Dagster run with the code
+    location's executor. The copy from the mirror (and its gzip check) runs first and is timed apart."""
+    env = os.environ | {"IMDB_BASE_URL": data.absolute().as_uri() + "/", "IMDB_DATA_DIR": str(work)}
+    for name in ("DAGSTER_HOME", "DATABASE_URL"):
+        env.pop(name, None)  # a throwaway Dagster instance, and the bench's own embedded server
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{load.SCHEMA}" CASCADE')
+        conn.execute(f'DROP SCHEMA IF EXISTS "{load.META_SCHEMA}" CASCADE')
+    shutil.rmtree(work / "parsed", ignore_errors=True)
+
+    def materialize(prefixes: tuple[str, ...]) -> tuple[float, float, float]:
+        keys = ",".join(f"{prefix}/{d.table}" for prefix in prefixes for d in DATASETS)
+        dagster = str(Path(sys.executable).with_name("dagster"))
+        command = [dagster, "asset", "materialize", "-m", "imdb_assets", "--select", keys]
+        started = time.monotonic()
+        _, rss, server = measured(command, work, env)
+        return time.monotonic() - started, rss, server
+
+    copy_seconds, _, _ = materialize(("raw",))
+    seconds, rss, server = materialize(("parsed", load.SCHEMA))
+    rows = sum(_file_rows(data, d) for d in DATASETS)
+    note = "dagster asset materialize parsed/* imdb/*, multiprocess executor"
+    return Measurement("all seven", "platform_refresh", rows, seconds, rss, server, note), copy_seconds
+
+
+def machine() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GB RAM, {platform.system()} {platform.release()}"
+
+
+def server_description(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        settings = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in database.EMBEDDED_SETTINGS}
+    return f"PostgreSQL {version} (embedded, pgserver): " + ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def ratio_columns(m: Measurement, by_method: dict[str, Measurement]) -> tuple[str, str]:
+    copy, batch = by_method.get("copy_text"), by_method.get("batch_insert")
+    versus_copy = f"{m.seconds / copy.seconds:.2f}x" if copy else ""
+    faster_than_batch = f"{batch.seconds / m.seconds:,.1f}x" if batch else ""
+    return versus_copy, faster_than_batch
+
+
+def markdown(measurements: list[Measurement], header: list[str]) -> str:
+    lines = [*header, ""]
+    lines.append(
+        "| file | method | rows | seconds | rows/s | time vs COPY text | faster than batch insert "
+        "| peak RSS (MB) | server CPU (s) | note |"
+    )
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    groups = itertools.groupby(measurements, key=lambda m: m.file)
+    for _, group in groups:
+        group = list(group)
+        by_method = {m.method: m for m in group}
+        for m in group:
+            versus_copy, faster = ratio_columns(m, by_method)
+            rss = f"{m.peak_rss_mb:,.0f}" if m.peak_rss_mb else ""
+            server = f"{m.server_cpu_seconds:,.1f}" if m.server_cpu_seconds else ""
+            lines.append(
+                f"| {m.file} | {m.method} | {m.rows:,} | {m.seconds:,.1f} | {m.rows_per_second:,.0f} | {versus_copy} "
+                f"| {faster} | {rss} | {server} | {m.note} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(measurements: list[Measurement], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = list(dict.fromkeys(m.file for m in measurements))
+    methods = [m for m in METHODS if any(x.method == m for x in measurements)]
+    figure, (times, memory) = plt.subplots(1, 2, figsize=(15, 5.5))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        found = {m.file: m for m in measurements if m.method == method}
+        xs = [f + i * width for f in range(len(files)) if files[f] in found]
+        times.bar(xs, [found[f].seconds for f in files if f in found], width, label=method)
+        memory.bar(xs, [found[f].peak_rss_mb for f in files if f in found], width, label=method)
+    for axis, label in ((times, "seconds (log)"), (memory, "peak RSS of the client, MB")):
+        axis.set_xticks([f + 0.4 - width / 2 for f in range(len(files))], files, rotation=30, ha="right")
+        axis.set_ylabel(label)
+        axis.legend()
+    times.set_yscale("log")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def compare(args: argparse.Namespace) -> None:
+    data = ensure_data(args.data or RESULTS / "data" / str(args.rows), args.rows)
+    work = args.work
+    url = database.resolve_url(None, work)
+    files = [BY_STEM[s] for s in args.files] if args.files else list(DATASETS)
+    measurements: list[Measurement] = []
+    for dataset in [] if args.refresh_only else files:
+        print(f"{dataset.file_stem}:", flush=True)
+        methods = [m for m in METHODS if m != "batch_insert" or not args.no_batch]
+        measurements += [run_method(m, dataset, data, work, args.slice) for m in methods]
+    refresh_copy = None
+    if not args.files:
+        print("whole refresh, all seven files:", flush=True)
+        whole, refresh_copy = whole_refresh(data, work, url)
+        totals = {m: sum(x.seconds for x in measurements if x.method == m) for m in ("copy_text", "batch_insert")}
+        measurements.append(whole)
+        for method, seconds in totals.items():
+            if seconds:
+                rows = sum(x.rows for x in measurements if x.method == method)
+                note = "sum over the files, one after another"
+                measurements.append(Measurement("all seven", method, rows, seconds, 0.0, 0.0, note))
+        print(f"  {whole.seconds:.1f} s, {whole.rows_per_second:,.0f} rows/s, peak RSS {whole.peak_rss_mb:,.0f} MB")
+    label = f"rows_{args.rows}" + (f"_{'_'.join(d.table for d in files)}" if args.files else "")
+    label += "_refresh" if args.refresh_only else ""
+    header = [
+        f"# Load benchmark: {args.rows:,} rows ({args.rows / IMDB_ROWS:.3g} of IMDb's ~{IMDB_ROWS / 1e6:.0f}M)",
+        "",
+        f"- {time.strftime('%Y-%m-%d %H:%M')}, {machine()}",
+        f"- {server_description(url)}",
+        '- Every method: same server and settings, same DDL (ids `COLLATE "C"`, keys NOT NULL), same primary key and '
+        "indexes, then ANALYZE. Each baseline creates its table in the same transaction as its COPY / INSERTs, so "
+        "with wal_level=minimal it skips the WAL just as the platform's load does.",
+        "- `copy_text` and `batch_insert` keep list columns as the file's raw text (no array decoding, less work "
+        "than the platform's `text[]`). COPY text mangles backslashes, and cannot load a value ending in a "
+        "backslash at all (it escapes the tab after it): the baseline escapes exactly that case, nothing else.",
+        f"- `batch_insert` runs on the first {args.slice:,} rows of a file and is extrapolated linearly (noted).",
+        "- Peak RSS is the client's: the method's process and its children (summed PSS, or one process's high-water "
+        "mark if higher, sampled every 0.1 s); server CPU is the embedded PostgreSQL's, all its processes.",
+    ]
+    if refresh_copy is not None:
+        header.append(
+            f"- The whole refresh starts from the raw copies on disk; copying them from the file:// mirror and "
+            f"verifying their gzip took a further {refresh_copy:.1f} s, not counted."
+        )
+    write_results(label, measurements, header, f"IMDb load, {args.rows:,} rows - {machine()}")
+
+
+def write_results(label: str, measurements: list[Measurement], header: list[str], title: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    text = markdown(measurements, header)
+    (RESULTS / f"{label}.md").write_text(text)
+    (RESULTS / f"{label}.json").write_text(json.dumps([asdict(m) for m in measurements], indent=1) + "\n")
+    plot(measurements, RESULTS / f"{label}.png", title)
+    print(f"\n{text}\nwritten: {RESULTS / label}.md, .json, .png", flush=True)
+
+
+def memory_by_size(args: argparse.Namespace) -> None:
+    """title.principals alone at several sizes: the platform's peak RSS should not grow with the file."""
+    dataset = BY_STEM["title.principals"]
+    url = database.resolve_url(None, args.work)
+    measurements = []
+    for rows in args.principals:
+        total = round(rows * IMDB_ROWS / (dataset.share_of_rows * 1_000_000))
+        assert Counts.plan(total).rows[dataset.file_stem] in range(rows - 2, rows + 3)
+        data = ensure_data(RESULTS / "data" / f"principals_{rows}", total, only=[dataset.file_stem])
+        print(f"title.principals, {rows:,} rows:", flush=True)
+        for method in ("platform_refresh", "platform_load", "copy_text"):
+            m = run_method(method, dataset, data, args.work, args.slice)
+            m.file = f"principals {rows / 1e6:g}M"
+            measurements.append(m)
+    header = [
+        "# Peak RSS by size of title.principals",
+        "",
+        f"- {time.strftime('%Y-%m-%d %H:%M')}, {machine()}",
+        f"- {server_description(url)}",
+        "- Peak RSS of the client process (sampled); the platform streams in blocks, so it should stay flat.",
+    ]
+    write_results("rss_principals", measurements, header, f"title.principals by size - {machine()}")
+
+
+CHILD_METHODS = {
+    "platform_refresh": platform_refresh,
+    "platform_load": platform_load,
+    "copy_text": copy_text,
+    "batch_insert": batch_insert,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=IMDB_ROWS // 10, help="rows over all seven files")
+    parser.add_argument("--data", type=Path, help="generated files to use (default: bench_results/data/<rows>)")
+    parser.add_argument("--work", type=Path, default=RESULTS / "work", help="embedded PostgreSQL and frames")
+    parser.add_argument("--files", type=lambda s: s.split(","), help="only these files (comma separated stems)")
+    parser.add_argument("--slice", type=int, default=200_000, help="rows batch_insert loads before extrapolating")
+    parser.add_argument("--no-batch", action="store_true", help="skip batch_insert")
+    parser.add_argument("--refresh-only", action="store_true", help="only the whole refresh of all seven files")
+    parser.add_argument(
+        "--principals", type=lambda s: [int(x) for x in s.split(",")], help="peak RSS mode: principals sizes"
+    )
+    parser.add_argument("--child", choices=CHILD_METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.work = args.work.absolute()
+    if args.child:
+        dataset = BY_STEM[args.file]
+        url = database.resolve_url(None, args.work)
+        raw = args.data / dataset.file_name
+        print(json.dumps(CHILD_METHODS[args.child](dataset, raw, args.work, url, args.slice)))
+        return
+    try:
+        memory_by_size(args) if args.principals else compare(args)
+    finally:
+        database.stop_embedded_server(args.work)  # its shared buffers are not the next program's business
+
+
+if __name__ == "__main__":
+    main()
