@@ -3,7 +3,7 @@
     uv run python -m bench.run --rows 20370000                      # every file at 1/10 of IMDb, and a whole refresh
     uv run python -m bench.run --principals 1000000,5000000,20000000  # peak RSS by size of title.principals
 
-Methods, each in a child process of its own (so its peak RSS, from wait4, is its own), against the same embedded
+Methods, each in a child process of its own (its peak RSS sampled from /proc, its own), against the same embedded
 PostgreSQL with the same settings, into a table of the same DDL with the same primary key and indexes, then ANALYZE:
 
 - ``platform_refresh``: a whole file's refresh, ``.tsv.gz`` on disk -> Parquet frame -> swapped table;
