@@ -290,7 +290,11 @@ def selection(run: dict) -> set[AssetKey]:
 def test_dagster_dev_refreshes_a_changed_file_on_its_own(mirror, mirror_dir, db_url, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    # Dagster's storage in a database of this test's own: other tests' runs on this server (test_cli) must not
+    # count as this instance's history, or the first tick would find their raw materializations.
+    config = (REPO / "dagster.yaml").read_text()
+    assert "database: dagster\n" in config
+    (home / "dagster.yaml").write_text(config.replace("database: dagster\n", "database: dagster_sensor_end_to_end\n"))
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
     env = clean | {
         "DAGSTER_HOME": str(home),
