@@ -1,22 +1,21 @@
 {{ config(indexes=[{'columns': ['tconst'], 'unique': True}]) }}
 
-with names as (
-    select nconst, primary_name from {{ ref('stg_imdb__name_basics') }}
-),
-
-directors as (
-    select crew.tconst, array_agg(names.primary_name order by director.position) as director_names
+-- Director and writer names in credit order (title.crew's arrays), people IMDb does not list left out.
+with crew_names as (
+    select
+        crew.tconst,
+        array_agg(names.primary_name order by credit.position) filter (where credit.role = 'director')
+            as director_names,
+        array_agg(names.primary_name order by credit.position) filter (where credit.role = 'writer') as writer_names
     from {{ ref('stg_imdb__title_crew') }} as crew
-    cross join lateral unnest(crew.directors) with ordinality as director (nconst, position)
-    inner join names on names.nconst = director.nconst
-    group by crew.tconst
-),
-
-writers as (
-    select crew.tconst, array_agg(names.primary_name order by writer.position) as writer_names
-    from {{ ref('stg_imdb__title_crew') }} as crew
-    cross join lateral unnest(crew.writers) with ordinality as writer (nconst, position)
-    inner join names on names.nconst = writer.nconst
+    cross join lateral (
+        select 'director' as role, director.nconst, director.position
+        from unnest(crew.directors) with ordinality as director (nconst, position)
+        union all
+        select 'writer', writer.nconst, writer.position
+        from unnest(crew.writers) with ordinality as writer (nconst, position)
+    ) as credit
+    inner join {{ ref('stg_imdb__name_basics') }} as names on names.nconst = credit.nconst
     group by crew.tconst
 )
 
@@ -32,15 +31,14 @@ select
     basics.genres,
     ratings.average_rating,
     ratings.num_votes,
-    coalesce(directors.director_names, '{}'::text[]) as director_names,
-    coalesce(writers.writer_names, '{}'::text[]) as writer_names,
+    coalesce(crew_names.director_names, '{}'::text[]) as director_names,
+    coalesce(crew_names.writer_names, '{}'::text[]) as writer_names,
     episode.series_tconst,
     series.primary_title as series_title,
     episode.season_number,
     episode.episode_number
 from {{ ref('stg_imdb__title_basics') }} as basics
 left join {{ ref('stg_imdb__title_ratings') }} as ratings on ratings.tconst = basics.tconst
-left join directors on directors.tconst = basics.tconst
-left join writers on writers.tconst = basics.tconst
+left join crew_names on crew_names.tconst = basics.tconst
 left join {{ ref('stg_imdb__title_episode') }} as episode on episode.tconst = basics.tconst
 left join {{ ref('stg_imdb__title_basics') }} as series on series.tconst = episode.series_tconst
