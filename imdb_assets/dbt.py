@@ -79,9 +79,9 @@ def prepare_manifest(dbt_project: DbtProject = project) -> Path:
     and step processes that import this at the same time.
     """
     project_dir = Path(dbt_project.project_dir)
-    sources = project_dir / SOURCES_YML
-    if not sources.exists() or sources.read_text() != sources_yaml():
-        sources.write_text(sources_yaml())
+    sources, generated = project_dir / SOURCES_YML, sources_yaml()
+    if not sources.exists() or sources.read_text() != generated:
+        sources.write_text(generated)
     target = project_dir / dbt_project.target_path
     target.mkdir(parents=True, exist_ok=True)
     stamp = target / "manifest.fingerprint"
