@@ -83,6 +83,11 @@ def _preview(dataset: Dataset, rows: list[tuple]) -> MetadataValue:
     )
 
 
+def _size(table_bytes: int) -> dict:
+    """The table's size, as a number Dagster plots over time and as text a person reads."""
+    return {"table_bytes": table_bytes, "table_size": MetadataValue.text(f"{table_bytes / 1e6:,.1f} MB")}
+
+
 def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
     file_description = f"IMDb's {dataset.file_name}: {dataset.description}"
 
@@ -197,8 +202,7 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
                 metadata={
                     "dagster/row_count": current.rows,
                     "reloaded": False,
-                    "table_bytes": current.table_bytes,
-                    "table_size": MetadataValue.text(f"{current.table_bytes / 1e6:,.1f} MB"),
+                    **_size(current.table_bytes),
                     "source_sha256": current.source_sha256,
                 }
             )
@@ -218,8 +222,7 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
                 "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
                 "seconds": round(time.monotonic() - started, 3),
                 "rows_per_s": round(result.rows_per_second),
-                "table_bytes": result.table_bytes,
-                "table_size": MetadataValue.text(f"{result.table_bytes / 1e6:,.1f} MB"),
+                **_size(result.table_bytes),
                 "preview": _preview(dataset, result.preview),
                 "recreated_views": MetadataValue.json(result.recreated_views),
                 "source_sha256": parsed.source_sha256,

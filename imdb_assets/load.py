@@ -1,11 +1,11 @@
 """Load a parsed frame into PostgreSQL and swap it in atomically.
 
-The frame is encoded by Polars into COPY's text format and streamed into a fresh table in ``imdb_incoming``, in the
-same transaction that creates it (on the embedded server, with minimal WAL, that skips the WAL entirely); the
-primary key and indexes are built after the data, then ANALYZE. Only then one short transaction replaces
-``imdb.<table>``: it drops the old table, moves the new one into place and recreates every view that depended on
-the old one (dbt's staging views, a user's own views), with their grants and comments. Readers see the whole old
-table or the whole new one; any failure before that commit leaves the old table, and its views, untouched.
+The frame is bulk-ingested by ADBC (binary COPY) into a fresh table in ``imdb_incoming``, in the same transaction
+that creates it (on the embedded server, with minimal WAL, that skips the WAL entirely); the primary key and indexes
+are built after the data, then ANALYZE. Only then one short transaction replaces ``imdb.<table>``: it drops the old
+table, moves the new one into place and recreates every view that depended on the old one (dbt's staging views,
+a user's own views), with their grants and comments. Readers see the whole old table or the whole new one; any
+failure before that commit leaves the old table, and its views, untouched.
 """
 
 from __future__ import annotations
