@@ -8,10 +8,6 @@ rebuilds only the models that read a reloaded table. The step never skips instea
 multi-asset step such as dbt's whole when any one of its upstream steps yields nothing.
 """
 
-import json
-import time
-from decimal import Decimal
-
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -22,12 +18,11 @@ from dagster import (
     MetadataValue,
     TableColumn,
     TableColumnConstraints,
-    TableRecord,
     TableSchema,
     asset,
 )
 
-from imdb_assets import download, load, parse
+from imdb_assets import download, load, metadata, parse
 from imdb_assets.catalog import DATASETS, SCHEMA, Dataset
 from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
 
@@ -69,23 +64,9 @@ def column_schema(dataset: Dataset) -> TableSchema:
     )
 
 
-def _preview(dataset: Dataset, rows: list[tuple]) -> MetadataValue:
-    def cell(value):
-        if isinstance(value, Decimal):
-            return str(value)
-        return json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
-
-    return MetadataValue.table(
-        records=[TableRecord({c.name: cell(v) for c, v in zip(dataset.columns, row, strict=True)}) for row in rows],
-        schema=TableSchema(
-            columns=[TableColumn(c.name, "string" if c.is_list else c.sql_type) for c in dataset.columns]
-        ),
-    )
-
-
-def _size(table_bytes: int) -> dict:
-    """The table's size, as a number Dagster plots over time and as text a person reads."""
-    return {"table_bytes": table_bytes, "table_size": MetadataValue.text(f"{table_bytes / 1e6:,.1f} MB")}
+def _source(url: str, last_modified: str) -> dict:
+    """Where the data came from, on every layer: the file's URL and the Last-Modified its server sent."""
+    return {"source_url": MetadataValue.url(url), "source_last_modified": MetadataValue.text(last_modified)}
 
 
 def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
@@ -119,13 +100,12 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
             context.log.info(f"{dataset.file_name} unchanged since {copy.version.key()}: keeping the local copy")
         return MaterializeResult(
             metadata={
-                "url": MetadataValue.url(url),
+                **_source(copy.url, copy.version.modified),
                 "path": MetadataValue.path(str(path)),
                 "downloaded": result.changed,
                 "bytes": copy.bytes,
                 "uncompressed_bytes": copy.uncompressed_bytes,
                 "etag": copy.version.etag or "",
-                "last_modified": copy.version.last_modified or "",
                 VERSION_KEY: copy.version.key(),
                 "sha256": copy.sha256,
                 "seconds": round(result.seconds, 3),
@@ -161,6 +141,8 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
                 parquet,
                 store.rejects_path(dataset),
                 source_sha256=copy.sha256,
+                source_url=copy.url,
+                source_last_modified=copy.version.modified,
                 max_reject_fraction=store.max_reject_fraction,
                 log=context.log,
             )
@@ -178,6 +160,7 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
                 "parquet_bytes": result.parquet_bytes,
                 "path": MetadataValue.path(str(parquet)),
                 "source_sha256": result.source_sha256,
+                **_source(result.source_url, result.source_last_modified),
                 "dagster/column_schema": column_schema(dataset),
             }
         )
@@ -196,36 +179,33 @@ def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
         if parsed is None:
             raise FileNotFoundError(f"{parquet} does not exist: materialize {parsed_key(dataset).to_user_string()}")
         current = load.current_load(warehouse.url(), dataset)
-        if current and current.source_sha256 == parsed.source_sha256:
-            context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")
-            return MaterializeResult(
-                metadata={
-                    "dagster/row_count": current.rows,
-                    "reloaded": False,
-                    **_size(current.table_bytes),
-                    "source_sha256": current.source_sha256,
-                }
+        reloaded = not (current and current.source_sha256 == parsed.source_sha256)
+        if reloaded:
+            result = load.load_table(
+                dataset, str(parquet), warehouse.url(), source_sha256=parsed.source_sha256, log=context.log
             )
-        started = time.monotonic()
-        result = load.load_table(
-            dataset, str(parquet), warehouse.url(), source_sha256=parsed.source_sha256, log=context.log
-        )
-        context.log.info(
-            f"{SCHEMA}.{dataset.table}: {result.rows:,} rows in {result.seconds:.1f}s "
-            f"({result.rows_per_second:,.0f} rows/s)"
-        )
+            context.log.info(
+                f"{SCHEMA}.{dataset.table}: {result.rows:,} rows in {result.seconds:.1f}s "
+                f"({result.rows_per_second:,.0f} rows/s)"
+            )
+            work = {
+                "seconds": round(result.seconds, 3),
+                "rows_per_s": round(result.rows_per_second),
+                "recreated_views": MetadataValue.json(result.recreated_views),
+            }
+        else:
+            context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")
+            work = {}
         return MaterializeResult(
             metadata={
-                "dagster/row_count": result.rows,
-                "reloaded": True,
+                "dagster/row_count": result.rows if reloaded else current.rows,
+                "reloaded": reloaded,
+                **work,
                 "rejects": parsed.rejects,
                 "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
-                "seconds": round(time.monotonic() - started, 3),
-                "rows_per_s": round(result.rows_per_second),
-                **_size(result.table_bytes),
-                "preview": _preview(dataset, result.preview),
-                "recreated_views": MetadataValue.json(result.recreated_views),
+                **metadata.relation_metadata(warehouse.url(), f"{SCHEMA}.{dataset.table}"),
                 "source_sha256": parsed.source_sha256,
+                **_source(parsed.source_url, parsed.source_last_modified),
                 "dagster/column_schema": column_schema(dataset),
             }
         )

@@ -25,7 +25,7 @@ from dagster import AssetExecutionContext, AssetKey, Output
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 from psycopg.conninfo import conninfo_to_dict
 
-from imdb_assets import settings
+from imdb_assets import metadata, settings
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.resources import Warehouse
 
@@ -216,11 +216,12 @@ def imdb_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehou
         context.log.info(f"Tables unchanged in this run, so not rebuilding: {', '.join(unchanged)}")
         args += ["--exclude", " ".join(unchanged)]
     with _environment(dbt_environment(warehouse.url())):
-        yield from _with_run_metadata(dbt.cli(args, context=context), context)
+        yield from _with_run_metadata(dbt.cli(args, context=context), context, warehouse.url())
 
 
-def _with_run_metadata(invocation: DbtCliInvocation, context: AssetExecutionContext) -> Iterator[Any]:
-    """dagster-dbt's events, each model's output given the rows its statement wrote."""
+def _with_run_metadata(invocation: DbtCliInvocation, context: AssetExecutionContext, url: str) -> Iterator[Any]:
+    """dagster-dbt's events, each model's output given the rows its statement wrote and the relation's size and
+    first rows as built (the asset key is the relation's `schema.name`, see the translator)."""
     for message in invocation.stream_raw_events():
         for event in message.to_default_asset_events(
             manifest=invocation.manifest,
@@ -230,7 +231,14 @@ def _with_run_metadata(invocation: DbtCliInvocation, context: AssetExecutionCont
             project=project,
         ):
             if isinstance(event, Output):
-                event = event.with_metadata({**event.metadata, **_run_metadata(message.raw_event.get("data", {}))})
+                relation = ".".join(context.asset_key_for_output(event.output_name).path)
+                event = event.with_metadata(
+                    {
+                        **event.metadata,
+                        **_run_metadata(message.raw_event.get("data", {})),
+                        **metadata.relation_metadata(url, relation),
+                    }
+                )
             yield event
 
 

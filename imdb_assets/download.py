@@ -7,6 +7,7 @@ mtime, sha256) is kept in a sidecar JSON so the next request can be conditional 
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import logging
@@ -45,6 +46,13 @@ class RemoteVersion:
 
     def key(self) -> str:
         return self.etag or self.last_modified or f"{self.size}-{self.mtime}"
+
+    @property
+    def modified(self) -> str:
+        """Last-Modified as the server sent it; for file://, the file's mtime in the same format."""
+        if self.last_modified:
+            return self.last_modified
+        return email.utils.formatdate(self.mtime, usegmt=True) if self.mtime is not None else ""
 
 
 @dataclass(frozen=True)

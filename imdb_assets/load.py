@@ -37,8 +37,6 @@ BATCH_ROWS = 256_000
 class LoadResult:
     rows: int
     seconds: float
-    table_bytes: int
-    preview: list[tuple]
     recreated_views: list[str]
 
     @property
@@ -101,11 +99,10 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
 
 @dataclass(frozen=True)
 class CurrentLoad:
-    """What ``imdb.<table>`` holds now: built from which raw file, how many rows, how large."""
+    """What ``imdb.<table>`` holds now: built from which raw file, how many rows."""
 
     source_sha256: str
     rows: int
-    table_bytes: int
 
 
 def current_load(url: str, dataset: Dataset) -> CurrentLoad | None:
@@ -114,9 +111,9 @@ def current_load(url: str, dataset: Dataset) -> CurrentLoad | None:
         if conn.execute("SELECT to_regclass(%s)", (f"{META_SCHEMA}.loads",)).fetchone()[0] is None:
             return None
         row = conn.execute(
-            f"""SELECT loads.source_sha256, loads.rows, pg_total_relation_size(to_regclass(%s))
-                FROM {META_SCHEMA}.loads WHERE table_name = %s AND to_regclass(%s) IS NOT NULL""",
-            (f"{SCHEMA}.{dataset.table}", dataset.table, f"{SCHEMA}.{dataset.table}"),
+            f"""SELECT source_sha256, rows FROM {META_SCHEMA}.loads
+                WHERE table_name = %s AND to_regclass(%s) IS NOT NULL""",
+            (dataset.table, f"{SCHEMA}.{dataset.table}"),
         ).fetchone()
     return CurrentLoad(*row) if row else None
 
@@ -143,11 +140,7 @@ def load_table(
         finally:
             if not control.closed and not control.broken:
                 control.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, dataset.table))
-        table = qualified(SCHEMA, dataset.table)
-        size = control.execute("SELECT pg_total_relation_size(%s::regclass)", (f"{SCHEMA}.{dataset.table}",))
-        table_bytes = size.fetchone()[0]
-        preview = control.execute(sql.SQL("SELECT * FROM {} LIMIT 5").format(table)).fetchall()
-    return LoadResult(rows, time.monotonic() - started, table_bytes, preview, views)
+    return LoadResult(rows, time.monotonic() - started, views)
 
 
 def _drop_incoming(url: str, dataset: Dataset) -> None:

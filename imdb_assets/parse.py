@@ -79,6 +79,8 @@ class ParseResult:
     source_sha256: str
     seconds: float
     parquet_bytes: int
+    source_url: str = ""
+    source_last_modified: str = ""
 
     @property
     def rows_per_second(self) -> float:
@@ -114,6 +116,8 @@ def parse_file(
     *,
     source_sha256: str,
     max_reject_fraction: float,
+    source_url: str = "",
+    source_last_modified: str = "",
     log: logging.Logger | None = None,
 ) -> ParseResult:
     """Parse ``raw`` into ``parquet`` (and ``rejects``), replacing them only if the file is acceptable."""
@@ -156,6 +160,8 @@ def parse_file(
             source_sha256=source_sha256,
             seconds=time.monotonic() - started,
             parquet_bytes=tmp_parquet.stat().st_size,
+            source_url=source_url,
+            source_last_modified=source_last_modified,
         )
         # Rejects are published even when the file is refused: they are how a user finds out why.
         os.replace(tmp_rejects, rejects)

@@ -1,0 +1,46 @@
+"""What a materialization shows about the PostgreSQL relation it built: its size and its first rows.
+
+Read back from the database after the build, the same way for the loaded tables and the dbt models, so the asset
+page shows what is really there rather than what the step meant to write.
+"""
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+from psycopg import sql
+
+PREVIEW_ROWS = 5
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    """A value as Dagster's table metadata can hold it: arrays and maps as JSON, numerics and dates as text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal | date | datetime):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def relation_metadata(url: str, relation: str) -> dict[str, Any]:
+    """``table_bytes`` and ``table_size`` (tables and materialized views only) and ``preview``, for ``schema.name``."""
+    schema, name = relation.split(".")
+    with psycopg.connect(url, autocommit=True) as conn:
+        kind, size = conn.execute(
+            "SELECT relkind, pg_total_relation_size(oid) FROM pg_class WHERE oid = %s::regclass", (relation,)
+        ).fetchone()
+        cursor = conn.execute(
+            sql.SQL("SELECT * FROM {} LIMIT {}").format(sql.Identifier(schema, name), sql.Literal(PREVIEW_ROWS))
+        )
+        columns = [TableColumn(c.name, c.type_display) for c in cursor.description]
+        rows = cursor.fetchall()
+    preview = MetadataValue.table(
+        records=[TableRecord({c.name: _cell(v) for c, v in zip(columns, row, strict=True)}) for row in rows],
+        schema=TableSchema(columns=columns),
+    )
+    if kind == "v":
+        return {"preview": preview}
+    return {"table_bytes": size, "table_size": MetadataValue.text(f"{size / 1e6:,.1f} MB"), "preview": preview}
