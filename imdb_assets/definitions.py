@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+from pathlib import Path
 
 from dagster import AssetSelection, Definitions, EnvVar, define_asset_job, multiprocess_executor
 from dagster_dbt import DbtCliResource
@@ -17,6 +20,12 @@ from imdb_assets.sensors import imdb_release_sensor
 def _from_env(name: str, default):
     """An `EnvVar` (resolved, and hidden in the UI, at run time) when the variable is set, else the default."""
     return EnvVar(name) if os.environ.get(name) else default
+
+
+def _dbt_executable() -> str:
+    """dbt from this environment, so that `.venv/bin/dagster dev` works without the venv on PATH."""
+    beside_python = Path(sys.executable).with_name("dbt")
+    return str(beside_python) if beside_python.exists() else shutil.which("dbt") or "dbt"
 
 
 DATA_DIR = _from_env("IMDB_DATA_DIR", str(settings.data_dir()))
@@ -39,7 +48,7 @@ defs = Definitions(
     jobs=[imdb_refresh],
     sensors=[imdb_release_sensor],
     resources={
-        "dbt": DbtCliResource(project_dir=project),
+        "dbt": DbtCliResource(project_dir=project, dbt_executable=_dbt_executable()),
         "source": ImdbSource(base_url=_from_env("IMDB_BASE_URL", settings.DEFAULT_BASE_URL)),
         "store": LocalStore(
             data_dir=DATA_DIR,
