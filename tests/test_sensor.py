@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,10 +21,9 @@ from imdb_assets.resources import ImdbSource
 from imdb_assets.sample import generate
 from imdb_assets.sensors import imdb_release_sensor
 from tests.conftest import BASICS, RATINGS, Platform
+from tests.dagster_dev import ENDED, REPO, DagsterDev, fresh_home, platform_env
 from tests.test_pipeline import assert_table_matches_file
 
-REPO = Path(__file__).resolve().parents[1]
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
 LAYERS = (raw_key, parsed_key, table_key)
 FILE_KEYS = {layer(d) for d in DATASETS for layer in LAYERS}
 GRAPH = defs.resolve_asset_graph()
@@ -190,91 +184,30 @@ SENSOR_SELECTOR = {
     "repositoryName": "__repository__",
     "sensorName": imdb_release_sensor.name,
 }
-RUNS_QUERY = """
-query ($sensor: String!) {
-  runsOrError(filter: {tags: [{key: "dagster/sensor_name", value: $sensor}]}) {
-    ... on Runs { results { runId parentRunId status endTime assetSelection { path } } }
-  }
-}"""
+SENSOR_TAGS = {"dagster/sensor_name": imdb_release_sensor.name}
 TICKS_QUERY = """
 query ($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
     ... on Sensor { sensorState { status ticks(limit: 20) { status timestamp skipReason runIds error { message } } } }
   }
 }"""
-ENDED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
-class DagsterDev:
-    """`dagster dev` as `make dev` runs it, in a process group of its own, talking to the test over GraphQL."""
+def ticks(dev: DagsterDev) -> list[dict]:
+    return dev.graphql(TICKS_QUERY, selector=SENSOR_SELECTOR)["sensorOrError"]["sensorState"]["ticks"]
 
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.log = cwd / "dagster-dev.log"
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [DAGSTER, "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(self.port)],
-                env=env,
-                cwd=cwd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
 
-    def graphql(self, query: str, **variables) -> dict:
-        response = httpx.post(
-            f"http://127.0.0.1:{self.port}/graphql", json={"query": query, "variables": variables}, timeout=30
-        )
-        response.raise_for_status()
-        body = response.json()
-        assert "errors" not in body, body["errors"]
-        return body["data"]
-
-    def runs(self) -> list[dict]:
-        """The sensor's runs and their retries, oldest first."""
-        return self.graphql(RUNS_QUERY, sensor=imdb_release_sensor.name)["runsOrError"]["results"][::-1]
-
-    def ticks(self) -> list[dict]:
-        return self.graphql(TICKS_QUERY, selector=SENSOR_SELECTOR)["sensorOrError"]["sensorState"]["ticks"]
-
-    def wait_for(self, what: str, check, timeout: float):
-        """Poll ``check`` until it returns something; fail with the sensor's ticks and the log's tail if it does not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"dagster dev exited with {self.process.returncode}\n{self.tail()}"
-            try:
-                found = check()
-            except httpx.HTTPError:  # the webserver is still starting
-                found = None
-            if found:
-                return found
-            time.sleep(1)
-        pytest.fail(f"no {what} within {timeout:.0f}s\n{self.tail()}")
-
-    def tail(self, chars: int = 6000) -> str:
-        """The sensor's last ticks and the end of the output: what a failure message needs."""
-        try:
-            ticks = "\n".join(str(t) for t in self.ticks()[:10])
-        except (httpx.HTTPError, AssertionError) as error:
-            ticks = f"(unavailable: {error})"
-        output = self.log.read_text(errors="replace")[-chars:]
-        return f"Sensor ticks, newest first:\n{ticks}\ndagster dev output, last lines:\n{output}"
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+def recent_ticks(dev: DagsterDev) -> str:
+    """The sensor's last ticks: what a failure message needs besides the log."""
+    try:
+        return "Sensor ticks, newest first:\n" + "\n".join(str(t) for t in ticks(dev)[:10])
+    except (httpx.HTTPError, AssertionError) as error:
+        return f"Sensor ticks unavailable: {error}"
 
 
 def ended_run(dev: DagsterDev, number: int, status: str = "SUCCESS") -> dict | None:
-    """The ``number``-th run once it ended; fails the test as soon as it ends otherwise than with ``status``."""
-    runs = dev.runs()
+    """The sensor's ``number``-th run once it ended; fails the test as soon as it ends with another ``status``."""
+    runs = dev.runs(SENSOR_TAGS)
     if len(runs) < number or runs[number - 1]["status"] not in ENDED:
         return None
     run = runs[number - 1]
@@ -288,24 +221,17 @@ def selection(run: dict) -> set[AssetKey]:
 
 @pytest.mark.timeout(1800)
 def test_dagster_dev_refreshes_a_changed_file_on_its_own(mirror, mirror_dir, db_url, tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    # Dagster's storage in a database of this test's own: other tests' runs on this server (test_cli) must not
-    # count as this instance's history, or the first tick would find their raw materializations.
-    config = (REPO / "dagster.yaml").read_text()
-    assert "database: dagster\n" in config
-    (home / "dagster.yaml").write_text(config.replace("database: dagster\n", "database: dagster_sensor_end_to_end\n"))
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
-    env = clean | {
-        "DAGSTER_HOME": str(home),
-        "DATABASE_URL": db_url,
-        "IMDB_BASE_URL": mirror.base_url,
-        "IMDB_DATA_DIR": str(tmp_path / "data"),
-        "IMDB_MAX_REJECT_FRACTION": "0.05",
-        "IMDB_SENSOR_DEFAULT_STATUS": "running",
-        "IMDB_SENSOR_INTERVAL_SECONDS": "5",
-    }
+    env = platform_env(
+        fresh_home(tmp_path, "dagster_sensor_end_to_end"),
+        DATABASE_URL=db_url,
+        IMDB_BASE_URL=mirror.base_url,
+        IMDB_DATA_DIR=str(tmp_path / "data"),
+        IMDB_MAX_REJECT_FRACTION="0.05",
+        IMDB_SENSOR_DEFAULT_STATUS="running",
+        IMDB_SENSOR_INTERVAL_SECONDS="5",
+    )
     dev = DagsterDev(env, tmp_path)
+    dev.context = lambda: recent_ticks(dev)
     try:
         # The first tick finds no raw asset ever materialized: every file is new.
         first = dev.wait_for("first refresh", lambda: ended_run(dev, 1), timeout=900)
@@ -329,11 +255,11 @@ def test_dagster_dev_refreshes_a_changed_file_on_its_own(mirror, mirror_dir, db_
 
         # The ticks after it find the release in place and request nothing more.
         def tick_after_retry():
-            later = [t for t in dev.ticks() if t["timestamp"] > retry["endTime"] and t["status"] == "SKIPPED"]
+            later = [t for t in ticks(dev) if t["timestamp"] > retry["endTime"] and t["status"] == "SKIPPED"]
             return later[-1] if later else None
 
         settled = dev.wait_for("a tick after the retry", tick_after_retry, timeout=120)
         assert settled["skipReason"] == f"no new release at {mirror.base_url}"
-        assert len(dev.runs()) == 4
+        assert len(dev.runs(SENSOR_TAGS)) == 4
     finally:
         dev.stop()
