@@ -9,6 +9,7 @@ export UV_PYTHON_DOWNLOADS ?= never
 DEMO_ROWS ?= 1000000
 BENCH_ROWS ?= 20370000
 BENCH_PRINCIPALS ?= 1000000,5000000,20000000
+DEV_PORT ?= 3000
 
 .PHONY: help install demo test lint dev db-stop clean bench bench-rss
 
@@ -39,7 +40,8 @@ test: lint
 	$(UV) run pytest
 
 dev: install
-	$(UV) run dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	@echo "Dagster UI: http://127.0.0.1:$(DEV_PORT)  (webserver and daemon on the same instance; Ctrl-C stops both)"
+	$(UV) run dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
 
 bench: install
 	$(UV) run python -m bench.run --rows $(BENCH_ROWS)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import psycopg
 
 from imdb_assets import database
 from imdb_assets.catalog import DATASETS, SCHEMA
+from imdb_assets.definitions import defs
 from tests import reference
 from tests.conftest import RATINGS
 
@@ -96,4 +102,38 @@ def test_demo_runs_offline_on_the_embedded_database(tmp_path):
         assert min(counts.values()) > 0
         assert f'psql "{url}"' in result.stdout
     finally:
+        database.stop_embedded_server(data_dir)
+
+
+def test_make_dev_serves_the_ui_on_the_embedded_server_on_a_fresh_data_folder(tmp_path):
+    """`make dev` as on a fresh clone (no DATABASE_URL): it prints the URL, the URL answers with every asset of the
+    code location, and Dagster keeps its storage in the embedded PostgreSQL it started."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data_dir = tmp_path / "data"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
+    env = clean | {"DAGSTER_HOME": str(tmp_path / "home"), "IMDB_DATA_DIR": str(data_dir), "DEV_PORT": str(port)}
+    log = tmp_path / "make-dev.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["make", "dev"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline, assets = time.monotonic() + 300, None
+        while assets is None and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                body = httpx.post(f"{url}/graphql", json={"query": "{ assetNodes { id } }"}, timeout=10).json()
+                assets = body["data"]["assetNodes"]
+            time.sleep(1)
+        assert f"Dagster UI: {url}" in log.read_text()
+        assert assets is not None and len(assets) == len(defs.resolve_asset_graph().get_all_asset_keys())
+        storage = database.ensure_database(database.embedded_server_url(data_dir), "dagster")
+        with psycopg.connect(storage) as conn:
+            assert conn.execute("SELECT to_regclass('runs') IS NOT NULL").fetchone() == (True,)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
         database.stop_embedded_server(data_dir)
