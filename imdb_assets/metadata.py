@@ -25,6 +25,14 @@ def _cell(value: Any) -> str | int | float | bool | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def readable_size(size: int) -> str:
+    """Bytes as a person reads them: 950 B, 32.8 kB, 1.4 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size} B"
+
+
 def relation_metadata(url: str, relation: str) -> dict[str, Any]:
     """``table_bytes`` and ``table_size`` (tables and materialized views only) and ``preview``, for ``schema.name``."""
     schema, name = relation.split(".")
@@ -43,4 +51,4 @@ def relation_metadata(url: str, relation: str) -> dict[str, Any]:
     )
     if kind == "v":
         return {"preview": preview}
-    return {"table_bytes": size, "table_size": MetadataValue.text(f"{size / 1e6:,.1f} MB"), "preview": preview}
+    return {"table_bytes": size, "table_size": MetadataValue.text(readable_size(size)), "preview": preview}

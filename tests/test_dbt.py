@@ -48,6 +48,15 @@ def test_marts_hold_the_expected_rows_for_constructed_titles_people_and_series(w
     assert all(check_results(result).values())  # in a consistent world even the warn-severity tests pass
     assert {f"imdb_marts/{m}" for m in MARTS} <= materialized_keys(result)
     assert sorted(dbt.marts()) == sorted(f"imdb_marts.{m}" for m in MARTS)
+    # Each model's materialization shows the relation as built: a mart its size and first rows, a view its rows.
+    events = result.get_asset_materialization_events()
+    built = {e.asset_key.to_user_string(): e.materialization.metadata for e in events}
+    episodes = built["imdb_marts/series_episodes"]
+    assert episodes["dagster/row_count"].value == 4 and episodes["table_bytes"].value > 0
+    titles = {r.data["episode_title"] for r in episodes["preview"].value.records}
+    assert titles == {"Pilot", "Second", "Finale", "Unaired"}
+    view = built["imdb_staging/stg_imdb__title_ratings"]
+    assert "table_bytes" not in view and len(view["preview"].value.records) == 5
 
     assert world.query("SELECT * FROM imdb_marts.titles WHERE tconst = 'tt0000011'") == [
         ("tt0000011", "tvEpisode", "Pilot", "Pilot", False, 2015, None, 30, ["Comedy"], Decimal("8.0"), 3000,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import shutil
 import threading
@@ -13,6 +14,7 @@ import pytest
 from imdb_assets.assets import parsed_key, raw_key, table_key
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.download import LocalCopy
+from imdb_assets.metadata import readable_size
 from imdb_assets.sample import Manifest, generate
 from tests import reference
 from tests.conftest import BASICS, PRINCIPALS, RATINGS, SHARED_SAMPLE, Platform, changed_keys, materialized_keys
@@ -54,6 +56,29 @@ def test_round_trip_every_value_and_exactly_the_malformed_lines(platform, mirror
     assert ratings["dagster/row_count"].value == manifest.files["title.ratings"].valid_rows
     assert ratings["rejects"].value == len(manifest.files["title.ratings"].malformed)
     assert ratings["table_bytes"].value > 0
+    assert ratings["table_size"].value == readable_size(ratings["table_bytes"].value)
+    # The preview is what the table holds, read back: its first rows, every column.
+    preview = ratings["preview"].value
+    assert [c.name for c in preview.schema.columns] == [c.name for c in RATINGS.columns]
+    first = platform.query(f"SELECT tconst, num_votes FROM {SCHEMA}.{RATINGS.table} LIMIT 5")
+    assert [(r.data["tconst"], r.data["num_votes"]) for r in preview.records] == first
+    # Every layer says where the data came from: the file's URL and the Last-Modified the mirror sent.
+    sent = email.utils.formatdate((mirror_dir / RATINGS.file_name).stat().st_mtime, usegmt=True)
+    for key in (raw_key(RATINGS), parsed_key(RATINGS), table_key(RATINGS)):
+        event = next(e for e in result.get_asset_materialization_events() if e.asset_key == key)
+        source = event.materialization.metadata
+        assert source["source_url"].value == platform.resources["source"].url(RATINGS), key
+        assert source["source_last_modified"].value == sent, key
+
+
+def test_sizes_read_as_a_person_reads_them():
+    assert [readable_size(n) for n in (0, 950, 32_768, 1_400_000, 2_350_000_000)] == [
+        "0 B",
+        "950 B",
+        "32.8 kB",
+        "1.4 MB",
+        "2.4 GB",
+    ]
 
 
 def test_quirky_text_is_byte_exact(platform, mirror_dir):
