@@ -55,10 +55,18 @@ class Measurement:
     peak_rss_mb: float
     server_cpu_seconds: float
     note: str = ""
+    client_cpu_seconds: float = 0.0
+    """CPU of the method's own process (all its threads) while it was timed."""
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_bound_seconds(self) -> float:
+        """The least wall time this much work can take on this machine: all of it, client and server, spread
+        perfectly over every core."""
+        return (self.client_cpu_seconds + self.server_cpu_seconds) / (os.cpu_count() or 1)
 
 
 # --- the methods, run in a child process -------------------------------------------------------------------------
@@ -117,7 +125,7 @@ def copy_text(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: int
                 # ("Trailing backslash\" ends a title in the data): escape exactly those, or it cannot load at all.
                 copy.write(block.replace(b"\\\t", b"\\\\\t"))
         rows = cursor.rowcount
-        for statement in load.index_sql(dataset, schema):
+        for statement in [*load.index_sql(dataset, schema), load.primary_key_sql(dataset, schema)]:
             conn.execute(statement)
         conn.commit()
         conn.execute(f'ANALYZE "{schema}"."{dataset.table}"')
@@ -150,7 +158,7 @@ def batch_insert(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: 
                 ]
             inserted = len(rows)
             psycopg2.extras.execute_batch(cursor, insert, rows, page_size=BATCH_PAGE)
-            for statement in load.index_sql(dataset, schema):
+            for statement in [*load.index_sql(dataset, schema), load.primary_key_sql(dataset, schema)]:
                 cursor.execute(statement)
             conn.commit()
             cursor.execute(f'ANALYZE "{schema}"."{dataset.table}"')
@@ -263,12 +271,16 @@ def measured(command: list[str], work: Path, env: dict | None = None) -> tuple[s
 def run_method(method: str, dataset: Dataset, data: Path, work: Path, slice_rows: int) -> Measurement:
     command = [sys.executable, "-m", "bench.run", "--child", method, "--file", dataset.file_stem]
     command += ["--data", str(data), "--work", str(work), "--slice", str(slice_rows)]
-    output, rss, server = measured(command, work)
+    output, rss, _ = measured(command, work)
     result = json.loads(output.strip().splitlines()[-1])
-    measurement = Measurement(dataset.file_stem, method, result["rows"], result["seconds"], rss, server, result["note"])
+    server = result["server_cpu"]
+    measurement = Measurement(
+        dataset.file_stem, method, result["rows"], result["seconds"], rss, server, result["note"], result["client_cpu"]
+    )
     print(
         f"  {method:<17} {measurement.rows:>12,} rows {measurement.seconds:8.1f} s "
-        f"{measurement.rows_per_second:>12,.0f} rows/s  peak RSS {rss:6.0f} MB  server CPU {server:6.1f} s",
+        f"{measurement.rows_per_second:>12,.0f} rows/s  peak RSS {rss:6.0f} MB  "
+        f"CPU client {measurement.client_cpu_seconds:6.1f} s, server {server:6.1f} s",
         flush=True,
     )
     return measurement
@@ -314,31 +326,36 @@ def server_description(url: str) -> str:
     return f"PostgreSQL {version} (embedded, pgserver): " + ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
-def ratio_columns(m: Measurement, by_method: dict[str, Measurement]) -> tuple[str, str]:
+def ratio_columns(m: Measurement, by_method: dict[str, Measurement]) -> tuple[str, str, str]:
+    """Time against COPY text, speed-up over batch insert, and the CPU bound against COPY text: above 1.00x, no
+    schedule of this method's work on this machine can match COPY text's time."""
     copy, batch = by_method.get("copy_text"), by_method.get("batch_insert")
     versus_copy = f"{m.seconds / copy.seconds:.2f}x" if copy else ""
     faster_than_batch = f"{batch.seconds / m.seconds:,.1f}x" if batch else ""
-    return versus_copy, faster_than_batch
+    measured_whole = m.client_cpu_seconds and m.method != "batch_insert"  # batch insert: a slice, extrapolated
+    bound = f"{m.cpu_bound_seconds / copy.seconds:.2f}x" if copy and measured_whole else ""
+    return versus_copy, faster_than_batch, bound
 
 
 def markdown(measurements: list[Measurement], header: list[str]) -> str:
     lines = [*header, ""]
     lines.append(
         "| file | method | rows | seconds | rows/s | time vs COPY text | faster than batch insert "
-        "| peak RSS (MB) | server CPU (s) | note |"
+        "| peak RSS (MB) | client CPU (s) | server CPU (s) | CPU bound vs COPY text | note |"
     )
-    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     groups = itertools.groupby(measurements, key=lambda m: m.file)
     for _, group in groups:
         group = list(group)
         by_method = {m.method: m for m in group}
         for m in group:
-            versus_copy, faster = ratio_columns(m, by_method)
+            versus_copy, faster, bound = ratio_columns(m, by_method)
             rss = f"{m.peak_rss_mb:,.0f}" if m.peak_rss_mb else ""
+            client = f"{m.client_cpu_seconds:,.1f}" if m.client_cpu_seconds else ""
             server = f"{m.server_cpu_seconds:,.1f}" if m.server_cpu_seconds else ""
             lines.append(
                 f"| {m.file} | {m.method} | {m.rows:,} | {m.seconds:,.1f} | {m.rows_per_second:,.0f} | {versus_copy} "
-                f"| {faster} | {rss} | {server} | {m.note} |"
+                f"| {faster} | {rss} | {client} | {server} | {bound} | {m.note} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -407,6 +424,9 @@ def compare(args: argparse.Namespace) -> None:
         f"- `batch_insert` runs on the first {args.slice:,} rows of a file and is extrapolated linearly (noted).",
         "- Peak RSS is the client's: the method's process and its children (summed PSS, or one process's high-water "
         "mark if higher, sampled every 0.1 s); server CPU is the embedded PostgreSQL's, all its processes.",
+        "- Client CPU is the method's process, every thread, over the timed work (for batch insert, the slice's). "
+        "The CPU bound is (client + server CPU) / cores against COPY text's time: the best any schedule of that "
+        "work could do on this machine, so above 1.00x a method cannot reach COPY text's time here.",
     ]
     if refresh_copy is not None:
         header.append(
@@ -477,7 +497,11 @@ def main(argv: list[str] | None = None) -> None:
         dataset = BY_STEM[args.file]
         url = database.resolve_url(None, args.work)
         raw = args.data / dataset.file_name
-        print(json.dumps(CHILD_METHODS[args.child](dataset, raw, args.work, url, args.slice)))
+        # CPU over the method's work alone, on both sides, so that it compares with the time the method reports.
+        client, server = time.process_time(), server_cpu_seconds(args.work)
+        result = CHILD_METHODS[args.child](dataset, raw, args.work, url, args.slice)
+        client, server = time.process_time() - client, server_cpu_seconds(args.work) - server
+        print(json.dumps(result | {"client_cpu": client, "server_cpu": server}))
         return
     try:
         memory_by_size(args) if args.principals else compare(args)

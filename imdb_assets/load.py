@@ -1,8 +1,8 @@
 """Load a parsed frame into PostgreSQL and swap it in atomically.
 
-The frame is bulk-ingested by ADBC (binary COPY) into a fresh table in ``imdb_incoming``, in the same transaction
-that creates it (on the embedded server, with minimal WAL, that skips the WAL entirely); the primary key and indexes
-are built after the data, then ANALYZE. Only then one short transaction replaces ``imdb.<table>``: it drops the old
+The frame is bulk-ingested by ADBC (binary COPY) into a fresh table in ``imdb_incoming``, on one connection per
+core, each with its share of the frame's row groups; the primary key and indexes are built after the data, side by
+side, then ANALYZE. Only then one short transaction replaces ``imdb.<table>``: it drops the old
 table, moves the new one into place and recreates every view that depended on the old one (dbt's staging views,
 a user's own views), with their grants and comments. Readers see the whole old table or the whole new one; any
 failure before that commit leaves the old table, and its views, untouched.
@@ -11,8 +11,11 @@ failure before that commit leaves the old table, and its views, untouched.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -71,15 +74,23 @@ def create_table_sql(dataset: Dataset, schema: str) -> str:
 
 
 def index_sql(dataset: Dataset, schema: str) -> list[str]:
-    """The primary key, then the secondary indexes, built after the data."""
+    """The primary key's unique index, then the secondary indexes, built after the data. Plain CREATE INDEX
+    statements, so they can be built at the same time on separate connections (ALTER TABLE ... ADD PRIMARY KEY
+    would lock the others out); `primary_key_sql` then makes the first one the key."""
     table = f'"{schema}"."{dataset.table}"'
     keys = ", ".join(f'"{k}"' for k in dataset.primary_key)
-    statements = [f'ALTER TABLE {table} ADD CONSTRAINT "{dataset.table}_pkey" PRIMARY KEY ({keys})']
+    statements = [f'CREATE UNIQUE INDEX "{dataset.table}_pkey" ON {table} ({keys})']
     for columns in dataset.indexes:
         name = f"{dataset.table}_{'_'.join(columns)}_idx"
         quoted = ", ".join(f'"{c}"' for c in columns)
         statements.append(f'CREATE INDEX "{name}" ON {table} ({quoted})')
     return statements
+
+
+def primary_key_sql(dataset: Dataset, schema: str) -> str:
+    """The primary key on the unique index `index_sql` built (key columns are NOT NULL already: no scan)."""
+    name = f'"{dataset.table}_pkey"'
+    return f'ALTER TABLE "{schema}"."{dataset.table}" ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}'
 
 
 def ensure_schemas(conn: psycopg.Connection) -> None:
@@ -152,44 +163,77 @@ def _drop_incoming(url: str, dataset: Dataset) -> None:
         pass
 
 
-def _batches(parquet: str, dataset: Dataset, log: logging.Logger) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+class _Progress:
+    """Rows sent over all of a load's streams, logged every few seconds."""
+
+    def __init__(self, dataset: Dataset, total: int, log: logging.Logger) -> None:
+        self.dataset, self.total, self.log = dataset, total, log
+        self.sent = 0
+        self.started = self.last_report = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, rows: int) -> None:
+        with self._lock:
+            self.sent += rows
+            if time.monotonic() - self.last_report >= 5:
+                self.last_report = time.monotonic()
+                rate = self.sent / (self.last_report - self.started)
+                self.log.info(f"{self.dataset.table}: {self.sent:,} of {self.total:,} rows sent ({rate:,.0f} rows/s)")
+
+
+def _copy_stream(dataset: Dataset, parquet: str, url: str, row_groups: list[int], progress: _Progress) -> int:
+    """One connection's share of the load: these row groups of the frame, as one ADBC ingest (a binary COPY)."""
     source = pq.ParquetFile(parquet)
+    schema = source.schema_arrow.remove(source.schema_arrow.get_field_index("source_line"))
     names = [c.name for c in dataset.columns]
-    total = source.metadata.num_rows
 
     def batches() -> Iterator[pa.RecordBatch]:
-        started = last_report = time.monotonic()
-        done = 0
         # Decoding Parquet on a thread of its own overlaps it with the COPY, which ADBC encodes on this one.
-        for batch in read_ahead(source.iter_batches(batch_size=BATCH_ROWS, columns=names)):
+        for batch in read_ahead(source.iter_batches(batch_size=BATCH_ROWS, columns=names, row_groups=row_groups)):
             yield batch
-            done += batch.num_rows
-            if time.monotonic() - last_report >= 5:
-                last_report = time.monotonic()
-                rate = done / (last_report - started)
-                log.info(f"{dataset.table}: {done:,} of {total:,} rows sent ({rate:,.0f} rows/s)")
+            progress.add(batch.num_rows)
 
-    return source.schema_arrow.remove(source.schema_arrow.get_field_index("source_line")), batches()
+    with adbc.connect(url) as conn, conn.cursor() as cur:
+        reader = pa.RecordBatchReader.from_batches(schema, batches())
+        rows = cur.adbc_ingest(dataset.table, reader, mode="append", db_schema_name=INCOMING_SCHEMA)
+        conn.commit()
+    return rows
 
 
 def _ingest(dataset: Dataset, parquet: str, url: str, log: logging.Logger) -> int:
-    """Create the incoming table, bulk-load the frame into it (ADBC: one binary COPY) and build its keys, all in
-    one transaction, so with wal_level=minimal none of it is written to the WAL."""
-    schema, batches = _batches(parquet, dataset, log)
-    incoming = f'"{INCOMING_SCHEMA}"."{dataset.table}"'
-    with adbc.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {incoming}")
-        cur.execute(create_table_sql(dataset, INCOMING_SCHEMA))
-        rows = cur.adbc_ingest(
-            dataset.table,
-            pa.RecordBatchReader.from_batches(schema, batches),
-            mode="append",
-            db_schema_name=INCOMING_SCHEMA,
-        )
-        log.info(f"{dataset.table}: {rows:,} rows copied, building the primary key and indexes")
-        for statement in index_sql(dataset, INCOMING_SCHEMA):
-            cur.execute(statement)
-        conn.commit()
+    """Create the incoming table, bulk-load the frame into it on parallel connections, then build its indexes at
+    the same time, one connection each.
+
+    One ADBC COPY leaves client and server taking turns: on title.principals (9.8M rows, 2 cores) it took 8.0 s for
+    5.0 s of client and 3.6 s of server CPU. Two streams over halves of the row groups took 5.5 s, although the
+    table, committed before them so that both can see it, is then WAL-logged. Its two indexes built side by side,
+    without parallel workers, took 6.4-6.8 s, against 8.3 s one after the other with two workers each."""
+    incoming = qualified(INCOMING_SCHEMA, dataset.table)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(incoming))
+        conn.execute(create_table_sql(dataset, INCOMING_SCHEMA))
+    source = pq.ParquetFile(parquet)
+    groups = list(range(source.num_row_groups))
+    streams = max(1, min(os.cpu_count() or 1, len(groups)))
+    shares = [groups[len(groups) * i // streams : len(groups) * (i + 1) // streams] for i in range(streams)]
+    progress = _Progress(dataset, source.metadata.num_rows, log)
+    with ThreadPoolExecutor(streams) as pool:
+        copied = [pool.submit(_copy_stream, dataset, parquet, url, share, progress) for share in shares]
+        rows = sum(future.result() for future in copied)
+    log.info(f"{dataset.table}: {rows:,} rows copied on {streams} connection(s), building the primary key and indexes")
+    statements = index_sql(dataset, INCOMING_SCHEMA)
+
+    def build(statement: str) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            if len(statements) > 1:  # the builds share the cores instead
+                conn.execute("SET max_parallel_maintenance_workers = 0")
+            conn.execute(statement)
+
+    with ThreadPoolExecutor(len(statements)) as pool:
+        for future in [pool.submit(build, statement) for statement in statements]:
+            future.result()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(primary_key_sql(dataset, INCOMING_SCHEMA))
     return rows
 
 

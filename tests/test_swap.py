@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import threading
 
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
+from imdb_assets import load
 from imdb_assets.catalog import SCHEMA
 from imdb_assets.sample import generate
-from tests.conftest import BASICS
+from tests.conftest import BASICS, RATINGS
 
 
 def test_readers_see_old_or_new_table_and_dependent_views_survive(platform, mirror_dir, tmp_path, db_url):
@@ -70,3 +76,32 @@ def test_readers_see_old_or_new_table_and_dependent_views_survive(platform, mirr
     assert platform.query(
         "SELECT conname FROM pg_constraint WHERE conrelid = 'imdb.title_basics'::regclass AND contype = 'p'"
     ) == [("title_basics_pkey",)]
+
+
+def test_a_frame_of_many_row_groups_loads_on_parallel_connections_and_keys_are_checked_across_them(
+    platform, db_url, caplog
+):
+    platform.refresh(RATINGS)
+    frame = pq.read_table(platform.store.parquet_path(RATINGS))
+    before = platform.table(RATINGS)
+    many_groups = platform.store.root / "many_groups.parquet"
+    pq.write_table(frame, many_groups, row_group_size=len(frame) // 7 + 1)
+    streams = min(os.cpu_count() or 1, pq.ParquetFile(many_groups).num_row_groups)
+    assert streams >= 2, "this machine has one core: the parallel path is not exercised"
+
+    log = logging.getLogger("test_load")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        result = load.load_table(RATINGS, str(many_groups), db_url, source_sha256="many", log=log)
+    assert f"{len(frame):,} rows copied on {streams} connection(s)" in caplog.text
+    assert result.rows == len(frame) and platform.table(RATINGS) == before  # same rows, whichever stream sent them
+    assert platform.query(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'imdb.title_ratings'::regclass AND contype = 'p'"
+    ) == [("title_ratings_pkey",)]
+
+    # The first row again at the end: the two copies travel on different connections; the key still catches it.
+    duplicated = pa.concat_tables([frame, frame.slice(0, 1)])
+    pq.write_table(duplicated, many_groups, row_group_size=len(frame) // 7 + 1)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        load.load_table(RATINGS, str(many_groups), db_url, source_sha256="duplicated", log=log)
+    assert platform.table(RATINGS) == before
+    assert platform.query("SELECT to_regclass('imdb_incoming.title_ratings')") == [(None,)]

@@ -73,6 +73,11 @@ def expected_graph() -> tuple[dict[tuple[str, str], set[str]], set[tuple[tuple[s
     return nodes, edges
 
 
+def description(key: AssetKey) -> str:
+    """The start of an asset's description, as the asset page renders it (dbt's may continue in Markdown)."""
+    return GRAPH.get(key).description.split(". ")[0]
+
+
 def _inside(inner: dict, outer: dict) -> bool:
     return outer["x"] <= inner["x"] <= inner["x"] + inner["w"] <= outer["x"] + outer["w"] and (
         outer["y"] <= inner["y"] <= outer["y"] + outer["h"]
@@ -225,6 +230,7 @@ def test_a_user_browses_lineage_materializes_and_recovers_a_failed_run_in_the_ui
     metadata = page.get_by_text("Metadata", exact=True).first
     metadata.wait_for()
     body = page.locator("body")
+    assert body.get_by_text(description(AssetKey(["imdb", "title_basics"]))).first.is_visible()  # the catalog's
     for shown in ["Row count", "rows_per_s", "table_size", "rejects_path", "preview", "Twin Hearts II", "The Show"]:
         assert body.get_by_text(shown, exact=True).first.is_visible(), shown
     assert body.get_by_text(f"{mirror.base_url}title.basics.tsv.gz").first.is_visible()
@@ -239,6 +245,7 @@ def test_a_user_browses_lineage_materializes_and_recovers_a_failed_run_in_the_ui
     user.open("/assets/imdb_marts/titles")
     page.get_by_text("Twin Hearts II", exact=True).first.wait_for()
     assert body.get_by_text("table_size", exact=True).first.is_visible()
+    assert body.get_by_text(description(AssetKey(["imdb_marts", "titles"]))).first.is_visible()  # dbt's docs
 
     # One asset from its page, against a mirror that refuses the file: the run fails, saying why.
     new_ratings = [r | {"average_rating": "9.9"} if r["tconst"] == "tt0000001" else r for r in WORLD["title.ratings"]]
