@@ -73,9 +73,11 @@ def expected_graph() -> tuple[dict[tuple[str, str], set[str]], set[tuple[tuple[s
     return nodes, edges
 
 
-def description(key: AssetKey) -> str:
-    """The start of an asset's description, as the asset page renders it (dbt's may continue in Markdown)."""
-    return GRAPH.get(key).description.split(". ")[0]
+def shown_description(page, key: AssetKey) -> None:
+    """Wait until the asset page shows the start of the asset's description: its first sentence (dagster-dbt
+    appends the model's SQL to the dbt docs' text)."""
+    first_sentence = GRAPH.get(key).description.splitlines()[0].split(". ")[0]
+    page.get_by_text(first_sentence).filter(visible=True).first.wait_for()
 
 
 def _inside(inner: dict, outer: dict) -> bool:
@@ -230,7 +232,7 @@ def test_a_user_browses_lineage_materializes_and_recovers_a_failed_run_in_the_ui
     metadata = page.get_by_text("Metadata", exact=True).first
     metadata.wait_for()
     body = page.locator("body")
-    assert body.get_by_text(description(AssetKey(["imdb", "title_basics"]))).first.is_visible()  # the catalog's
+    shown_description(page, AssetKey(["imdb", "title_basics"]))  # the catalog's
     for shown in ["Row count", "rows_per_s", "table_size", "rejects_path", "preview", "Twin Hearts II", "The Show"]:
         assert body.get_by_text(shown, exact=True).first.is_visible(), shown
     assert body.get_by_text(f"{mirror.base_url}title.basics.tsv.gz").first.is_visible()
@@ -245,7 +247,7 @@ def test_a_user_browses_lineage_materializes_and_recovers_a_failed_run_in_the_ui
     user.open("/assets/imdb_marts/titles")
     page.get_by_text("Twin Hearts II", exact=True).first.wait_for()
     assert body.get_by_text("table_size", exact=True).first.is_visible()
-    assert body.get_by_text(description(AssetKey(["imdb_marts", "titles"]))).first.is_visible()  # dbt's docs
+    shown_description(page, AssetKey(["imdb_marts", "titles"]))  # from dbt's docs
 
     # One asset from its page, against a mirror that refuses the file: the run fails, saying why.
     new_ratings = [r | {"average_rating": "9.9"} if r["tconst"] == "tt0000001" else r for r in WORLD["title.ratings"]]
