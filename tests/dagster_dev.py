@@ -37,19 +37,27 @@ def fresh_home(tmp_path: Path, storage_database: str) -> Path:
     return home
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without the platform's settings: a subprocess sees only what a test gives it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
+
+
 def platform_env(home: Path, **settings: str) -> dict[str, str]:
-    """This process's environment without the platform's settings, plus ``settings`` and DAGSTER_HOME."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
-    return clean | {"DAGSTER_HOME": str(home)} | settings
+    """`clean_env()` plus ``settings`` and DAGSTER_HOME."""
+    return clean_env() | {"DAGSTER_HOME": str(home)} | settings
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class DagsterDev:
     """`dagster dev` in a process group of its own, talking to the test over GraphQL."""
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / "dagster-dev.log"
         self.context: Callable[[], str] = lambda: ""

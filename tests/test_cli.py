@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,13 @@ from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.definitions import defs
 from tests import reference
 from tests.conftest import RATINGS
-
-REPO = Path(__file__).resolve().parents[1]
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
+from tests.dagster_dev import DAGSTER, REPO, clean_env, free_port
 
 
 def run_refresh(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
     return subprocess.run(
         [DAGSTER, "job", "execute", "-m", "imdb_assets", "-j", "imdb_refresh"],
-        env=clean | env,
+        env=clean_env() | env,
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -82,11 +78,10 @@ def test_failed_run_exits_non_zero_and_is_recorded_in_dagster_home(mirror, mirro
 def test_demo_runs_offline_on_the_embedded_database(tmp_path):
     """`make demo`'s module with no DATABASE_URL: it starts its own PostgreSQL under the data folder and keeps it."""
     data_dir = tmp_path / "data"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
     try:
         result = subprocess.run(
             [sys.executable, "-m", "imdb_assets.demo", "--rows", "3000"],
-            env=clean | {"IMDB_DATA_DIR": str(data_dir)},
+            env=clean_env() | {"IMDB_DATA_DIR": str(data_dir)},
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -108,12 +103,9 @@ def test_demo_runs_offline_on_the_embedded_database(tmp_path):
 def test_make_dev_serves_the_ui_on_the_embedded_server_on_a_fresh_data_folder(tmp_path):
     """`make dev` as on a fresh clone (no DATABASE_URL): it prints the URL, the URL answers with every asset of the
     code location, and Dagster keeps its storage in the embedded PostgreSQL it started."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     data_dir = tmp_path / "data"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IMDB_", "DATABASE_URL", "DAGSTER_HOME"))}
-    env = clean | {"DAGSTER_HOME": str(tmp_path / "home"), "IMDB_DATA_DIR": str(data_dir), "DEV_PORT": str(port)}
+    env = clean_env() | {"DAGSTER_HOME": str(tmp_path / "home"), "IMDB_DATA_DIR": str(data_dir), "DEV_PORT": str(port)}
     log = tmp_path / "make-dev.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
