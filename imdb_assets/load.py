@@ -1,11 +1,17 @@
 """Load a parsed frame into PostgreSQL and swap it in atomically.
 
-The frame is bulk-ingested by ADBC (binary COPY) into a fresh table in ``imdb_incoming``, on one connection per
-core, each with its share of the frame's row groups; the primary key and indexes are built after the data, side by
-side, then ANALYZE. Only then one short transaction replaces ``imdb.<table>``: it drops the old
-table, moves the new one into place and recreates every view that depended on the old one (dbt's staging views,
-a user's own views), with their grants and comments. Readers see the whole old table or the whole new one; any
-failure before that commit leaves the old table, and its views, untouched.
+The frame is bulk-ingested by ADBC (binary COPY) on one connection per core. Each connection takes a range of the
+key (ranges chosen from the Parquet row groups' statistics) into a table of its own, a range partition of the
+incoming ``imdb_incoming.<table>``, and builds that partition's primary key and indexes in the same transaction.
+So the partitions load and index side by side, each partition's heap is in key order (its primary key sorts
+presorted input) and, with ``wal_level=minimal``, a partition truncated in the transaction that fills it skips the
+WAL. A small frame (one row group) is one plain table, created in the transaction of its COPY. The parent's primary
+key and indexes are then attached from the partitions' (no rebuild), and the whole is analyzed.
+
+Only then one short transaction replaces ``imdb.<table>``: it drops the old table (and its partitions), moves the
+new one into place, its partitions into ``imdb_partitions``, and recreates every view that depended on the old one
+(dbt's staging views, a user's own views), with their grants and comments. Readers see the whole old table or the
+whole new one; any failure before that commit leaves the old table, and its views, untouched.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import adbc_driver_postgresql.dbapi as adbc
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
@@ -29,6 +36,7 @@ from imdb_assets.catalog import SCHEMA, Column, Dataset
 from imdb_assets.parse import read_ahead
 
 INCOMING_SCHEMA = "imdb_incoming"
+PARTITION_SCHEMA = "imdb_partitions"
 META_SCHEMA = "imdb_meta"
 LOCK_CLASS = 7_041_933  # advisory-lock namespace for this platform's loads
 SWAP_LOCK_TIMEOUT = "3s"  # readers queue behind the swap's lock at most this long per attempt
@@ -73,30 +81,39 @@ def create_table_sql(dataset: Dataset, schema: str) -> str:
     return f'CREATE TABLE "{schema}"."{dataset.table}" ({columns})'
 
 
-def index_sql(dataset: Dataset, schema: str) -> list[str]:
-    """The primary key's unique index, then the secondary indexes, built after the data. Plain CREATE INDEX
-    statements, so they can be built at the same time on separate connections (ALTER TABLE ... ADD PRIMARY KEY
-    would lock the others out); `primary_key_sql` then makes the first one the key."""
-    table = f'"{schema}"."{dataset.table}"'
-    keys = ", ".join(f'"{k}"' for k in dataset.primary_key)
-    statements = [f'CREATE UNIQUE INDEX "{dataset.table}_pkey" ON {table} ({keys})']
-    for columns in dataset.indexes:
-        name = f"{dataset.table}_{'_'.join(columns)}_idx"
-        quoted = ", ".join(f'"{c}"' for c in columns)
-        statements.append(f'CREATE INDEX "{name}" ON {table} ({quoted})')
-    return statements
+def _quoted(columns: tuple[str, ...]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
 
 
-def primary_key_sql(dataset: Dataset, schema: str) -> str:
+def index_names(dataset: Dataset, table: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """Each index of ``table`` (default: the dataset's table, else one of its partitions): name and columns, the
+    primary key's first."""
+    table = table or dataset.table
+    secondary = [(f"{table}_{'_'.join(columns)}_idx", columns) for columns in dataset.indexes]
+    return [(f"{table}_pkey", dataset.primary_key), *secondary]
+
+
+def index_sql(dataset: Dataset, schema: str, table: str | None = None) -> list[str]:
+    """The primary key's unique index, then the secondary indexes, built after the data; `primary_key_sql` then
+    makes the first one the key."""
+    target = f'"{schema}"."{table or dataset.table}"'
+    unique = ["UNIQUE "] + [""] * len(dataset.indexes)
+    return [
+        f'CREATE {kind}INDEX "{name}" ON {target} ({_quoted(columns)})'
+        for kind, (name, columns) in zip(unique, index_names(dataset, table), strict=True)
+    ]
+
+
+def primary_key_sql(dataset: Dataset, schema: str, table: str | None = None) -> str:
     """The primary key on the unique index `index_sql` built (key columns are NOT NULL already: no scan)."""
-    name = f'"{dataset.table}_pkey"'
-    return f'ALTER TABLE "{schema}"."{dataset.table}" ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}'
+    table = table or dataset.table
+    return f'ALTER TABLE "{schema}"."{table}" ADD CONSTRAINT "{table}_pkey" PRIMARY KEY USING INDEX "{table}_pkey"'
 
 
 def ensure_schemas(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))  # CREATE ... IF NOT EXISTS can race
-        for schema in (SCHEMA, INCOMING_SCHEMA, META_SCHEMA):
+        for schema in (SCHEMA, INCOMING_SCHEMA, PARTITION_SCHEMA, META_SCHEMA):
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         conn.execute(
             f"""CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
@@ -181,60 +198,163 @@ class _Progress:
                 self.log.info(f"{self.dataset.table}: {self.sent:,} of {self.total:,} rows sent ({rate:,.0f} rows/s)")
 
 
-def _copy_stream(dataset: Dataset, parquet: str, url: str, row_groups: list[int], progress: _Progress) -> int:
-    """One connection's share of the load: these row groups of the frame, as one ADBC ingest (a binary COPY)."""
+@dataclass(frozen=True)
+class _Part:
+    """One connection's share of a load: the frame's rows whose first key column lies in [low, high) (None:
+    unbounded), read from the row groups that can hold them, into a table of its own."""
+
+    table: str
+    low: str | None
+    high: str | None
+    row_groups: list[int]
+    straddling: frozenset[int]  # row groups that also hold rows of other parts: their rows are filtered by key
+
+    def bounds_sql(self) -> sql.Composed:
+        low = sql.SQL("MINVALUE") if self.low is None else sql.Literal(self.low)
+        high = sql.SQL("MAXVALUE") if self.high is None else sql.Literal(self.high)
+        return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(low, high)
+
+    def keeps(self, keys: pa.Array) -> pa.Array:
+        """Which of a straddling row group's ``keys`` are this part's."""
+        low = pa.scalar(self.low, keys.type) if self.low is not None else None
+        high = pa.scalar(self.high, keys.type) if self.high is not None else None
+        if low is not None and high is not None:
+            return pc.and_(pc.greater_equal(keys, low), pc.less(keys, high))
+        return pc.greater_equal(keys, low) if low is not None else pc.less(keys, high)
+
+
+def _plan_parts(dataset: Dataset, source: pq.ParquetFile, streams: int) -> list[_Part]:
+    """Key ranges for up to ``streams`` connections, cut at row groups' smallest keys so that a frame in key order
+    (IMDb's files are) gives each part whole row groups, bar the one key a cut may share. A frame in any other order
+    loads just as correctly, slower: each part reads every row group that overlaps its range and keeps its own rows.
+    Without min/max statistics, or with one row group, the load is one part, the table itself."""
+    groups = range(source.num_row_groups)
+    whole = [_Part(dataset.table, None, None, list(groups), frozenset())]
+    key = dataset.primary_key[0]
+    ranges = []
+    for group in groups:
+        meta = source.metadata.row_group(group)
+        column = next(meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema == key)
+        if column.statistics is None or not column.statistics.has_min_max:
+            return whole
+        ranges.append((column.statistics.min, column.statistics.max))
+    lows = sorted(low for low, _ in ranges)
+    cuts = sorted({lows[len(lows) * i // streams] for i in range(1, streams)} - {lows[0]})
+    if not cuts:
+        return whole
+    parts = []
+    for number, (low, high) in enumerate(zip([None, *cuts], [*cuts, None], strict=True), start=1):
+        overlapping = [
+            g
+            for g, (least, most) in enumerate(ranges)
+            if (high is None or least < high) and (low is None or most >= low)
+        ]
+        straddling = frozenset(
+            g
+            for g in overlapping
+            if (low is not None and ranges[g][0] < low) or (high is not None and ranges[g][1] >= high)
+        )
+        parts.append(_Part(f"{dataset.table}_{number}", low, high, overlapping, straddling))
+    return parts
+
+
+def _load_part(dataset: Dataset, parquet: str, url: str, part: _Part, partitioned: bool, progress: _Progress) -> int:
+    """One connection's part, in one transaction: its rows as one ADBC ingest (a binary COPY), then its primary key
+    and indexes. Its table is new to the transaction (created here, or a partition truncated here), so with
+    wal_level=minimal none of it goes through the WAL."""
     source = pq.ParquetFile(parquet)
     schema = source.schema_arrow.remove(source.schema_arrow.get_field_index("source_line"))
     names = [c.name for c in dataset.columns]
+    key = dataset.primary_key[0]
 
     def batches() -> Iterator[pa.RecordBatch]:
+        for group in part.row_groups:
+            for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=names, row_groups=[group]):
+                yield batch.filter(part.keeps(batch.column(key))) if group in part.straddling else batch
+
+    def counted() -> Iterator[pa.RecordBatch]:
         # Decoding Parquet on a thread of its own overlaps it with the COPY, which ADBC encodes on this one.
-        for batch in read_ahead(source.iter_batches(batch_size=BATCH_ROWS, columns=names, row_groups=row_groups)):
+        for batch in read_ahead(batches()):
             yield batch
             progress.add(batch.num_rows)
 
     with adbc.connect(url) as conn, conn.cursor() as cur:
-        reader = pa.RecordBatchReader.from_batches(schema, batches())
-        rows = cur.adbc_ingest(dataset.table, reader, mode="append", db_schema_name=INCOMING_SCHEMA)
+        cur.execute(
+            f'TRUNCATE "{INCOMING_SCHEMA}"."{part.table}"'
+            if partitioned
+            else create_table_sql(dataset, INCOMING_SCHEMA)
+        )
+        rows = cur.adbc_ingest(
+            part.table,
+            pa.RecordBatchReader.from_batches(schema, counted()),
+            mode="append",
+            db_schema_name=INCOMING_SCHEMA,
+        )
+        if partitioned:  # the other parts use the other cores
+            cur.execute("SET max_parallel_maintenance_workers = 0")
+        for statement in [
+            *index_sql(dataset, INCOMING_SCHEMA, part.table),
+            primary_key_sql(dataset, INCOMING_SCHEMA, part.table),
+        ]:
+            cur.execute(statement)
         conn.commit()
     return rows
 
 
 def _ingest(dataset: Dataset, parquet: str, url: str, log: logging.Logger) -> int:
-    """Create the incoming table, bulk-load the frame into it on parallel connections, then build its indexes at
-    the same time, one connection each.
+    """Load the frame into ``imdb_incoming.<table>``: one part per core, each into its own range partition,
+    loaded and indexed side by side; then the parent's primary key and indexes, attached from the partitions'.
 
-    One ADBC COPY leaves client and server taking turns: on title.principals (9.8M rows, 2 cores) it took 8.0 s for
-    5.0 s of client and 3.6 s of server CPU. Two streams over halves of the row groups took 5.5 s, although the
-    table, committed before them so that both can see it, is then WAL-logged. Its two indexes built side by side,
-    without parallel workers, took 6.4-6.8 s, against 8.3 s one after the other with two workers each."""
-    incoming = qualified(INCOMING_SCHEMA, dataset.table)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(incoming))
-        conn.execute(create_table_sql(dataset, INCOMING_SCHEMA))
+    Measured on title.principals (9.8M rows, 2 cores): a single ADBC COPY leaves client and server taking turns
+    (8.9 s for 5.3 s of client and 4.1 s of server CPU). Two COPYs into one committed table took 5.2-6.1 s, but
+    then the table is WAL-logged and its heap interleaves the two streams, so its two indexes took 8.0 s more. Two
+    partitions, each loaded and indexed in its own transaction, took 9.6-11.4 s for all of it."""
     source = pq.ParquetFile(parquet)
-    groups = list(range(source.num_row_groups))
-    streams = max(1, min(os.cpu_count() or 1, len(groups)))
-    shares = [groups[len(groups) * i // streams : len(groups) * (i + 1) // streams] for i in range(streams)]
+    parts = _plan_parts(dataset, source, os.cpu_count() or 1)
+    partitioned = len(parts) > 1
+    incoming = qualified(INCOMING_SCHEMA, dataset.table)
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(incoming))
+        if partitioned:
+            key = sql.Identifier(dataset.primary_key[0])
+            conn.execute(sql.SQL(create_table_sql(dataset, INCOMING_SCHEMA) + " PARTITION BY RANGE ({})").format(key))
+            for part in parts:
+                conn.execute(
+                    sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
+                        qualified(INCOMING_SCHEMA, part.table), incoming, part.bounds_sql()
+                    )
+                )
     progress = _Progress(dataset, source.metadata.num_rows, log)
-    with ThreadPoolExecutor(streams) as pool:
-        copied = [pool.submit(_copy_stream, dataset, parquet, url, share, progress) for share in shares]
-        rows = sum(future.result() for future in copied)
-    log.info(f"{dataset.table}: {rows:,} rows copied on {streams} connection(s), building the primary key and indexes")
-    statements = index_sql(dataset, INCOMING_SCHEMA)
-
-    def build(statement: str) -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            if len(statements) > 1:  # the builds share the cores instead
-                conn.execute("SET max_parallel_maintenance_workers = 0")
-            conn.execute(statement)
-
-    with ThreadPoolExecutor(len(statements)) as pool:
-        for future in [pool.submit(build, statement) for statement in statements]:
-            future.result()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(primary_key_sql(dataset, INCOMING_SCHEMA))
+    with ThreadPoolExecutor(len(parts)) as pool:
+        loaded = [pool.submit(_load_part, dataset, parquet, url, part, partitioned, progress) for part in parts]
+        rows = sum(future.result() for future in loaded)
+    how = f"{len(parts)} key-range partitions" if partitioned else "one table"
+    log.info(f"{dataset.table}: {rows:,} rows copied and indexed on {len(parts)} connection(s), into {how}")
+    if partitioned:
+        with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+            _attach_indexes(conn, dataset, parts)
     return rows
+
+
+def _attach_indexes(conn: psycopg.Connection, dataset: Dataset, parts: list[_Part]) -> None:
+    """The partitioned table's primary key and indexes, made of its partitions' (attaching builds nothing)."""
+    parent = qualified(INCOMING_SCHEMA, dataset.table)
+    keys = sql.SQL(_quoted(dataset.primary_key))
+    (pkey, _), *secondary = index_names(dataset)
+    conn.execute(
+        sql.SQL("ALTER TABLE ONLY {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(parent, sql.Identifier(pkey), keys)
+    )
+    for name, columns in secondary:
+        conn.execute(
+            sql.SQL("CREATE INDEX {} ON ONLY {} ({})").format(sql.Identifier(name), parent, sql.SQL(_quoted(columns)))
+        )
+    for part in parts:
+        for (name, _), (part_index, _) in zip(index_names(dataset), index_names(dataset, part.table), strict=True):
+            conn.execute(
+                sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+                    qualified(INCOMING_SCHEMA, name), qualified(INCOMING_SCHEMA, part_index)
+                )
+            )
 
 
 @dataclass(frozen=True)
@@ -318,6 +438,11 @@ def _dependent_views(conn: psycopg.Connection, dataset: Dataset) -> list[_Depend
     ]
 
 
+_PARTITIONS = (
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass"
+)
+
+
 def _swap(control: psycopg.Connection, dataset: Dataset, source_sha256: str, rows: int, log) -> list[str]:
     """Replace ``imdb.<table>`` with the incoming table in one transaction, retrying while readers hold locks."""
     for attempt in range(1, SWAP_ATTEMPTS + 1):
@@ -341,6 +466,12 @@ def _swap(control: psycopg.Connection, dataset: Dataset, source_sha256: str, row
                         qualified(INCOMING_SCHEMA, dataset.table), sql.Identifier(SCHEMA)
                     )
                 )
+                for (partition,) in control.execute(_PARTITIONS, (f"{SCHEMA}.{dataset.table}",)).fetchall():
+                    control.execute(
+                        sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                            qualified(INCOMING_SCHEMA, partition), sql.Identifier(PARTITION_SCHEMA)
+                        )
+                    )
                 for view in views:
                     view.recreate(control)
                 _describe(control, dataset, source_sha256)

@@ -14,6 +14,13 @@ from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 from psycopg import sql
 
 PREVIEW_ROWS = 5
+# A partitioned table's size is its partitions', with their indexes.
+_KIND_AND_SIZE = """
+SELECT relkind,
+       CASE relkind WHEN 'p' THEN (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(oid))::bigint
+                    ELSE pg_total_relation_size(oid) END
+FROM pg_class WHERE oid = %s::regclass
+"""
 
 
 def _cell(value: Any) -> str | int | float | bool | None:
@@ -37,9 +44,7 @@ def relation_metadata(url: str, relation: str) -> dict[str, Any]:
     """``table_bytes`` and ``table_size`` (tables and materialized views only) and ``preview``, for ``schema.name``."""
     schema, name = relation.split(".")
     with psycopg.connect(url, autocommit=True) as conn:
-        kind, size = conn.execute(
-            "SELECT relkind, pg_total_relation_size(oid) FROM pg_class WHERE oid = %s::regclass", (relation,)
-        ).fetchone()
+        kind, size = conn.execute(_KIND_AND_SIZE, (relation,)).fetchone()
         cursor = conn.execute(
             sql.SQL("SELECT * FROM {} LIMIT {}").format(sql.Identifier(schema, name), sql.Literal(PREVIEW_ROWS))
         )

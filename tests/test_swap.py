@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import re
 import shutil
 import threading
 
+import adbc_driver_postgresql.dbapi as adbc
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from imdb_assets import load
+from imdb_assets import load, metadata
 from imdb_assets.catalog import SCHEMA
 from imdb_assets.sample import generate
-from tests.conftest import BASICS, RATINGS
+from tests.conftest import BASICS, PRINCIPALS, RATINGS
 
 
 def test_readers_see_old_or_new_table_and_dependent_views_survive(platform, mirror_dir, tmp_path, db_url):
@@ -78,30 +82,103 @@ def test_readers_see_old_or_new_table_and_dependent_views_survive(platform, mirr
     ) == [("title_basics_pkey",)]
 
 
-def test_a_frame_of_many_row_groups_loads_on_parallel_connections_and_keys_are_checked_across_them(
-    platform, db_url, caplog
-):
+PARTITIONS = """
+SELECT n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid)
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = %s::regclass ORDER BY c.relname
+"""
+
+
+def _in_groups(platform, table: pa.Table, name: str, groups: int = 7) -> str:
+    path = platform.store.root / name
+    pq.write_table(table, path, row_group_size=len(table) // groups + 1)
+    return str(path)
+
+
+def test_a_frame_of_many_row_groups_loads_into_key_range_partitions_side_by_side(platform, db_url, caplog):
     platform.refresh(RATINGS)
     frame = pq.read_table(platform.store.parquet_path(RATINGS))
     before = platform.table(RATINGS)
-    many_groups = platform.store.root / "many_groups.parquet"
-    pq.write_table(frame, many_groups, row_group_size=len(frame) // 7 + 1)
-    streams = min(os.cpu_count() or 1, pq.ParquetFile(many_groups).num_row_groups)
+    streams = min(os.cpu_count() or 1, 7)
     assert streams >= 2, "this machine has one core: the parallel path is not exercised"
+    platform.query("CREATE VIEW public.well_rated AS SELECT tconst FROM imdb.title_ratings WHERE average_rating >= 8")
+    well_rated = platform.query("SELECT * FROM public.well_rated ORDER BY 1")
 
     log = logging.getLogger("test_load")
     with caplog.at_level(logging.INFO, logger=log.name):
-        result = load.load_table(RATINGS, str(many_groups), db_url, source_sha256="many", log=log)
-    assert f"{len(frame):,} rows copied on {streams} connection(s)" in caplog.text
-    assert result.rows == len(frame) and platform.table(RATINGS) == before  # same rows, whichever stream sent them
+        result = load.load_table(
+            RATINGS, _in_groups(platform, frame, "sorted.parquet"), db_url, source_sha256="s", log=log
+        )
+    assert (
+        f"{len(frame):,} rows copied and indexed on {streams} connection(s), into {streams} key-range partitions"
+        in (caplog.text)
+    )
+    assert result.rows == len(frame) and platform.table(RATINGS) == before  # same rows, whichever part took them
+    partitions = platform.query(PARTITIONS, "imdb.title_ratings")
+    assert [(schema, name) for schema, name, _ in partitions] == [
+        ("imdb_partitions", f"title_ratings_{n}") for n in range(1, streams + 1)
+    ]
+    ranges = [re.fullmatch(r"FOR VALUES FROM \((.+)\) TO \((.+)\)", bound).groups() for _, _, bound in partitions]
+    assert ranges[0][0] == "MINVALUE" and ranges[-1][1] == "MAXVALUE"  # contiguous ranges covering every key
+    assert all(high == low for (_, high), (low, _) in itertools.pairwise(ranges))
+    per_partition = platform.query("SELECT count(*) FROM imdb.title_ratings GROUP BY tableoid")
+    assert len(per_partition) == streams and all(n > 0 for (n,) in per_partition)
     assert platform.query(
         "SELECT conname FROM pg_constraint WHERE conrelid = 'imdb.title_ratings'::regclass AND contype = 'p'"
     ) == [("title_ratings_pkey",)]
+    assert platform.query("SELECT indisvalid FROM pg_index WHERE indrelid = 'imdb.title_ratings'::regclass") == [
+        (True,)
+    ]
+    assert platform.query("SELECT * FROM public.well_rated ORDER BY 1") == well_rated  # recreated on the new table
+    size = metadata.relation_metadata(db_url, "imdb.title_ratings")["table_bytes"]
+    names = [f"{schema}.{name}" for schema, name, _ in partitions]
+    assert size > 0 and platform.query(
+        "SELECT sum(pg_total_relation_size(name::regclass))::bigint FROM unnest(%s::text[]) name", names
+    ) == [(size,)]
 
-    # The first row again at the end: the two copies travel on different connections; the key still catches it.
-    duplicated = pa.concat_tables([frame, frame.slice(0, 1)])
-    pq.write_table(duplicated, many_groups, row_group_size=len(frame) // 7 + 1)
-    with pytest.raises(psycopg.errors.UniqueViolation):
-        load.load_table(RATINGS, str(many_groups), db_url, source_sha256="duplicated", log=log)
+    # Rows in no order at all: every row group spans every range, each part keeps its own rows; the old partitions
+    # go with the old table.
+    shuffled = frame.take(np.random.default_rng(0).permutation(len(frame)))
+    load.load_table(RATINGS, _in_groups(platform, shuffled, "shuffled.parquet"), db_url, source_sha256="x", log=log)
+    assert platform.table(RATINGS) == before
+    assert platform.query(
+        "SELECT count(*) FROM pg_tables WHERE schemaname IN ('imdb_partitions', 'imdb_incoming')"
+    ) == [(streams,)]
+    assert platform.query("SELECT * FROM public.well_rated ORDER BY 1") == well_rated
+    partitions = platform.query(PARTITIONS, "imdb.title_ratings")
+
+    # The first row again at the end: the key still catches it, and the table and its partitions stay as they were.
+    duplicated = _in_groups(platform, pa.concat_tables([frame, frame.slice(0, 1)]), "duplicated.parquet")
+    with pytest.raises(adbc.IntegrityError, match=r"Key \(tconst\)=\(tt\d+\) is duplicated"):
+        load.load_table(RATINGS, duplicated, db_url, source_sha256="duplicated", log=log)
     assert platform.table(RATINGS) == before
     assert platform.query("SELECT to_regclass('imdb_incoming.title_ratings')") == [(None,)]
+    assert platform.query(PARTITIONS, "imdb.title_ratings") == partitions
+
+
+def test_a_key_shared_by_two_row_groups_lands_whole_in_one_partition(platform, db_url):
+    """title.principals: a title's rows run on across a row-group boundary, where a partition's range may begin."""
+    platform.refresh(PRINCIPALS)
+    frame = pq.read_table(platform.store.parquet_path(PRINCIPALS))
+    before = platform.table(PRINCIPALS)
+    path = _in_groups(platform, frame, "principals.parquet", groups=len(frame) // 1000)
+    groups = pq.ParquetFile(path)
+    shared = [
+        g
+        for g in range(groups.num_row_groups - 1)
+        if groups.metadata.row_group(g).column(0).statistics.max
+        == groups.metadata.row_group(g + 1).column(0).statistics.min
+    ]
+    assert shared, "no title spans two row groups: the case is not exercised"
+
+    load.load_table(PRINCIPALS, path, db_url, source_sha256="shared")
+    assert platform.table(PRINCIPALS) == before
+    assert platform.query(
+        "SELECT count(*) FROM (SELECT tconst FROM imdb.title_principals GROUP BY tconst "
+        "HAVING count(DISTINCT tableoid) > 1) t"
+    ) == [(0,)]
+    assert len(platform.query(PARTITIONS, "imdb.title_principals")) == min(os.cpu_count() or 1, groups.num_row_groups)
+    assert platform.query(
+        "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+        "WHERE indrelid = 'imdb.title_principals'::regclass ORDER BY 1"
+    ) == [("imdb.title_principals_nconst_idx", True), ("imdb.title_principals_pkey", True)]
