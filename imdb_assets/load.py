@@ -42,6 +42,7 @@ LOCK_CLASS = 7_041_933  # advisory-lock namespace for this platform's loads
 SWAP_LOCK_TIMEOUT = "3s"  # readers queue behind the swap's lock at most this long per attempt
 SWAP_ATTEMPTS = 20
 BATCH_ROWS = 256_000
+MIN_PART_ROWS = 250_000  # below this, a partition's extra connection, DDL and ANALYZE cost more than they save
 
 
 @dataclass(frozen=True)
@@ -223,39 +224,45 @@ class _Part:
         return pc.greater_equal(keys, low) if low is not None else pc.less(keys, high)
 
 
-def _plan_parts(dataset: Dataset, source: pq.ParquetFile, streams: int) -> list[_Part]:
-    """Key ranges for up to ``streams`` connections, cut at row groups' smallest keys so that a frame in key order
-    (IMDb's files are) gives each part whole row groups, bar the one key a cut may share. A frame in any other order
-    loads just as correctly, slower: each part reads every row group that overlaps its range and keeps its own rows.
-    Without min/max statistics, or with one row group, the load is one part, the table itself."""
-    groups = range(source.num_row_groups)
-    whole = [_Part(dataset.table, None, None, list(groups), frozenset())]
+def _plan_parts(dataset: Dataset, source: pq.ParquetFile, cores: int) -> list[_Part]:
+    """Key ranges for up to one connection per core, of even rows (at least ``MIN_PART_ROWS`` each), cut at row
+    groups' smallest keys: a frame in key order (IMDb's files are) gives each part whole row groups, bar the one
+    key a cut may share. A frame in any other order loads just as correctly, slower: each part reads every row group
+    that overlaps its range and keeps its own rows. Without min/max statistics, or too few rows to share, the load
+    is one part, the table itself."""
+    meta = source.metadata
+    whole = [_Part(dataset.table, None, None, list(range(meta.num_row_groups)), frozenset())]
+    parts = min(cores, meta.num_rows // MIN_PART_ROWS, meta.num_row_groups)
     key = dataset.primary_key[0]
-    ranges = []
-    for group in groups:
-        meta = source.metadata.row_group(group)
-        column = next(meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema == key)
-        if column.statistics is None or not column.statistics.has_min_max:
+    groups = []  # (least key, greatest key, rows) of each row group
+    for group in range(meta.num_row_groups):
+        columns = [meta.row_group(group).column(i) for i in range(meta.num_columns)]
+        statistics = next(c.statistics for c in columns if c.path_in_schema == key)
+        if statistics is None or not statistics.has_min_max:
             return whole
-        ranges.append((column.statistics.min, column.statistics.max))
-    lows = sorted(low for low, _ in ranges)
-    cuts = sorted({lows[len(lows) * i // streams] for i in range(1, streams)} - {lows[0]})
+        groups.append((statistics.min, statistics.max, meta.row_group(group).num_rows))
+    cuts, seen = [], 0
+    for least, _, rows in sorted(groups):  # a cut where a part's share of the rows is reached
+        if len(cuts) < parts - 1 and seen + rows / 2 >= meta.num_rows * (len(cuts) + 1) / parts:
+            cuts.append(least)
+        seen += rows
+    cuts = sorted(set(cuts) - {min(groups)[0]}) if cuts else []  # a cut at the least key would leave a part empty
     if not cuts:
         return whole
-    parts = []
+    planned = []
     for number, (low, high) in enumerate(zip([None, *cuts], [*cuts, None], strict=True), start=1):
         overlapping = [
             g
-            for g, (least, most) in enumerate(ranges)
+            for g, (least, most, _) in enumerate(groups)
             if (high is None or least < high) and (low is None or most >= low)
         ]
         straddling = frozenset(
             g
             for g in overlapping
-            if (low is not None and ranges[g][0] < low) or (high is not None and ranges[g][1] >= high)
+            if (low is not None and groups[g][0] < low) or (high is not None and groups[g][1] >= high)
         )
-        parts.append(_Part(f"{dataset.table}_{number}", low, high, overlapping, straddling))
-    return parts
+        planned.append(_Part(f"{dataset.table}_{number}", low, high, overlapping, straddling))
+    return planned
 
 
 def _load_part(dataset: Dataset, parquet: str, url: str, part: _Part, partitioned: bool, progress: _Progress) -> int:
