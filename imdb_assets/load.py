@@ -297,6 +297,7 @@ def _load_part(dataset: Dataset, parquet: str, url: str, part: _Part, partitione
             mode="append",
             db_schema_name=INCOMING_SCHEMA,
         )
+        progress.log.info(f"{part.table}: {rows:,} rows copied, building its primary key and indexes")
         if partitioned:  # the other parts use the other cores
             cur.execute("SET max_parallel_maintenance_workers = 0")
         for statement in [

@@ -12,7 +12,7 @@ import pytest
 from dagster import AssetCheckSeverity, AssetKey, AssetSelection, materialize
 from dagster_dbt import DbtProject
 
-from imdb_assets import dbt
+from imdb_assets import dbt, load, parse
 from imdb_assets.catalog import DATASETS
 from tests.conftest import RATINGS, SHARED_SAMPLE, Platform, changed_keys, materialized_keys
 from tests.imdb_files import write_files
@@ -185,9 +185,20 @@ def test_a_broken_upstream_row_fails_its_check_and_blocks_the_marts(world):
     assert world.query("SELECT * FROM imdb_marts.titles ORDER BY tconst") == titles_before
 
 
-def test_all_dbt_tests_pass_on_generated_data(platform, monkeypatch):
+@pytest.mark.parametrize("partitioned", [False, True], ids=["plain tables", "partitioned tables"])
+def test_all_dbt_tests_pass_on_generated_data(platform, monkeypatch, partitioned):
     monkeypatch.setenv("IMDB_RECOMMENDATION_MIN_VOTES", "20")  # 20,000 generated rows have few popular titles
+    if partitioned:  # the test's few rows loaded as IMDb's millions are: the larger tables in key-range partitions
+        monkeypatch.setattr(parse, "ROW_GROUP_ROWS", 1000)
+        monkeypatch.setattr(load, "MIN_PART_ROWS", 1000)
     result = platform.refresh(models=True)
+    partitions = {
+        table: platform.query("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", f"imdb.{table}")[0][0]
+        for table in ("title_principals", "title_akas", "name_basics", "title_ratings")
+    }
+    expected = {"title_principals", "title_akas"} if partitioned else set()  # the two over 2,000 rows
+    assert {table for table, count in partitions.items() if count >= 2} == expected, partitions
+    assert {table for table, count in partitions.items() if count == 0} == set(partitions) - expected, partitions
     assert_all_checks_pass(result)
     rows = {m: platform.query(f"SELECT count(*) FROM imdb_marts.{m}")[0][0] for m in MARTS}
     assert rows["titles"] == platform.query("SELECT count(*) FROM imdb.title_basics")[0][0]
