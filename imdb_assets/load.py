@@ -5,8 +5,9 @@ key (ranges chosen from the Parquet row groups' statistics) into a table of its 
 incoming ``imdb_incoming.<table>``, and builds that partition's primary key and indexes in the same transaction.
 So the partitions load and index side by side, each partition's heap is in key order (its primary key sorts
 presorted input) and, with ``wal_level=minimal``, a partition truncated in the transaction that fills it skips the
-WAL. A small frame (one row group) is one plain table, created in the transaction of its COPY. The parent's primary
-key and indexes are then attached from the partitions' (no rebuild), and the whole is analyzed.
+WAL. A small frame (fewer than two partitions of ``MIN_PART_ROWS``) is one plain table, created in the
+transaction of its COPY. The parent's primary key and indexes are then attached from the partitions' (no rebuild),
+and the whole is analyzed.
 
 Only then one short transaction replaces ``imdb.<table>``: it drops the old table (and its partitions), moves the
 new one into place, its partitions into ``imdb_partitions``, and recreates every view that depended on the old one
