@@ -236,12 +236,11 @@ def _plan_parts(dataset: Dataset, source: pq.ParquetFile, cores: int) -> list[_P
     parts = min(cores, meta.num_rows // MIN_PART_ROWS, meta.num_row_groups)
     key = dataset.primary_key[0]
     groups = []  # (least key, greatest key, rows) of each row group
-    for group in range(meta.num_row_groups):
-        columns = [meta.row_group(group).column(i) for i in range(meta.num_columns)]
-        statistics = next(c.statistics for c in columns if c.path_in_schema == key)
+    for group in map(meta.row_group, range(meta.num_row_groups)):
+        statistics = next(c.statistics for c in map(group.column, range(group.num_columns)) if c.path_in_schema == key)
         if statistics is None or not statistics.has_min_max:
             return whole
-        groups.append((statistics.min, statistics.max, meta.row_group(group).num_rows))
+        groups.append((statistics.min, statistics.max, group.num_rows))
     cuts, seen = [], 0
     for least, _, rows in sorted(groups):  # a cut where a part's share of the rows is reached
         if len(cuts) < parts - 1 and seen + rows / 2 >= meta.num_rows * (len(cuts) + 1) / parts:
