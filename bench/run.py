@@ -8,7 +8,9 @@ PostgreSQL with the same settings, into a table of the same DDL with the same pr
 
 - ``platform_refresh``: a whole file's refresh, ``.tsv.gz`` on disk -> Parquet frame -> swapped table;
 - ``platform_load``: the table asset's load alone, Parquet frame -> indexed, analyzed, swapped table;
-- ``copy_text``: the old way, the file inflated into ``COPY ... FROM STDIN (FORMAT text)``;
+- ``copy_text``: the old way, the file inflated into ``COPY ... FROM STDIN (FORMAT text)``, lists kept as raw text;
+- ``copy_text_arrays``: the same COPY into the platform's very table: its lists then decoded into ``text[]`` in SQL
+  (files with lists only; for the others ``copy_text`` already makes the platform's table);
 - ``batch_insert``: the older way, psycopg2 ``execute_batch`` in pages of 10,000 rows, on a slice of the file,
   extrapolated linearly to the whole file.
 
@@ -35,16 +37,16 @@ from pathlib import Path
 import psycopg
 
 from imdb_assets import database, load, parse
-from imdb_assets.catalog import BY_STEM, DATASETS, Dataset
+from imdb_assets.catalog import BY_STEM, DATASETS, LIST_SEPARATORS, Column, Dataset, Kind
 from imdb_assets.sample import MANIFEST, Counts, Manifest, generate
 
 RESULTS = Path("bench_results")
 IMDB_ROWS = round(sum(d.share_of_rows for d in DATASETS) * 1_000_000)  # the whole release, ~204M rows
 BATCH_PAGE = 10_000
 COPY_BLOCK = 1 << 20
-METHODS = ("platform_refresh", "platform_load", "copy_text", "batch_insert")
-REPEATED = ("platform_load", "copy_text")
-BASELINE_SCHEMA = {"copy_text": "bench_copy", "batch_insert": "bench_batch"}
+METHODS = ("platform_refresh", "platform_load", "copy_text", "copy_text_arrays", "batch_insert")
+REPEATED = ("platform_load", "copy_text", "copy_text_arrays")
+BASELINE_SCHEMA = {"copy_text": "bench_copy", "copy_text_arrays": "bench_copy_arrays", "batch_insert": "bench_batch"}
 
 
 @dataclass
@@ -106,9 +108,32 @@ def baseline_ddl(dataset: Dataset, schema: str) -> str:
 
 
 def copy_text(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: int) -> dict:
-    """Table, COPY, primary key and indexes in one transaction (so, like the platform's load, it skips the WAL)."""
-    schema = BASELINE_SCHEMA["copy_text"]
+    """The old loaders' way and table: lists stay the file's raw text, and backslashes are read as escapes."""
+    return _copy_text(dataset, raw, url, BASELINE_SCHEMA["copy_text"], platform_table=False)
+
+
+def copy_text_arrays(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: int) -> dict:
+    """The platform's very table by way of COPY text: every backslash escaped so the text arrives exact, and the
+    lists, copied as text, then decoded into ``text[]`` in SQL."""
+    return _copy_text(dataset, raw, url, BASELINE_SCHEMA["copy_text_arrays"], platform_table=True)
+
+
+def _copy_text(dataset: Dataset, raw: Path, url: str, schema: str, platform_table: bool) -> dict:
     started = time.monotonic()
+    rows = copy_text_table(dataset, raw, url, schema, platform_table)
+    seconds = time.monotonic() - started
+    with psycopg.connect(url) as conn:
+        conn.execute(f'DROP TABLE "{schema}"."{dataset.table}"')
+    if platform_table:
+        return {"rows": rows, "seconds": seconds, "note": "every backslash escaped; lists decoded in SQL"}
+    return {"rows": rows, "seconds": seconds, "note": "escapes only a backslash before a tab; other text mangled"}
+
+
+def copy_text_table(dataset: Dataset, raw: Path, url: str, schema: str, platform_table: bool) -> int:
+    """Table, COPY, list decoding, primary key and indexes in one transaction (so, like the platform's load, it
+    skips the WAL), then ANALYZE. Returns the rows copied."""
+    # Escaping every backslash makes IMDb's null marker \N arrive as \\N: COPY compares the raw field with NULL.
+    options = r"FORMAT text, NULL '\\N'" if platform_table else "FORMAT text"
     with psycopg.connect(url) as conn:
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         conn.execute(f'DROP TABLE IF EXISTS "{schema}"."{dataset.table}"')
@@ -116,24 +141,43 @@ def copy_text(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: int
         cursor = conn.cursor()
         with (
             gzip.open(raw, "rb") as source,
-            cursor.copy(f'COPY "{schema}"."{dataset.table}" FROM STDIN (FORMAT text)') as copy,
+            cursor.copy(f'COPY "{schema}"."{dataset.table}" FROM STDIN ({options})') as copy,
         ):
             source.readline()  # the header
             while block := source.read(COPY_BLOCK):
+                if platform_table:
+                    copy.write(block.replace(b"\\", b"\\\\"))
+                    continue
                 while block.endswith(b"\\") and (more := source.read(1)):
                     block += more
                 # COPY text reads a backslash before a tab as an escaped tab, and the row then misses a field
                 # ("Trailing backslash\" ends a title in the data): escape exactly those, or it cannot load at all.
                 copy.write(block.replace(b"\\\t", b"\\\\\t"))
         rows = cursor.rowcount
+        lists = [c for c in dataset.columns if c.is_list]
+        if platform_table and lists:
+            conn.execute(JSON_STRINGS_FUNCTION)
+            decoded = ", ".join(f'ALTER COLUMN "{c.name}" TYPE text[] USING {_decoded_list_sql(c)}' for c in lists)
+            conn.execute(f'ALTER TABLE "{schema}"."{dataset.table}" {decoded}')  # one rewrite for every list
         for statement in [*load.index_sql(dataset, schema), load.primary_key_sql(dataset, schema)]:
             conn.execute(statement)
         conn.commit()
         conn.execute(f'ANALYZE "{schema}"."{dataset.table}"')
         conn.commit()
-        seconds = time.monotonic() - started
-        conn.execute(f'DROP TABLE "{schema}"."{dataset.table}"')
-    return {"rows": rows, "seconds": seconds, "note": "escapes only a backslash before a tab; other text mangled"}
+    return rows
+
+
+JSON_STRINGS_FUNCTION = """
+CREATE OR REPLACE FUNCTION pg_temp.json_strings(list text) RETURNS text[] LANGUAGE sql IMMUTABLE STRICT
+AS $$ SELECT array(SELECT jsonb_array_elements_text(list::jsonb)) $$
+"""
+
+
+def _decoded_list_sql(column: Column) -> str:
+    """The SQL a COPY-text loader would write to turn a list's raw text into the platform's ``text[]``."""
+    if column.kind is Kind.JSON_LIST:
+        return f'pg_temp.json_strings("{column.name}")'
+    return f'string_to_array("{column.name}", chr({ord(LIST_SEPARATORS[column.kind])}))'
 
 
 def batch_insert(dataset: Dataset, raw: Path, work: Path, url: str, slice_rows: int) -> dict:
@@ -288,10 +332,11 @@ def run_method(method: str, dataset: Dataset, data: Path, work: Path, slice_rows
 
 
 def compare_file(dataset: Dataset, data: Path, work: Path, args: argparse.Namespace) -> list[Measurement]:
-    """Every method on one file. The load and COPY text, the two closest, run ``--repeat`` times in turn and each
+    """Every method on one file. The load and the COPY texts, the closest, run ``--repeat`` times in turn and each
     keeps its median run: this machine's speed drifts by tens of percent within minutes."""
     refresh = run_method("platform_refresh", dataset, data, work, args.slice)
-    rounds = [[run_method(m, dataset, data, work, args.slice) for m in REPEATED] for _ in range(args.repeat)]
+    repeated = [m for m in REPEATED if m != "copy_text_arrays" or any(c.is_list for c in dataset.columns)]
+    rounds = [[run_method(m, dataset, data, work, args.slice) for m in repeated] for _ in range(args.repeat)]
     medians = []
     for runs in zip(*rounds, strict=True):
         median = sorted(runs, key=lambda m: m.seconds)[len(runs) // 2]
@@ -328,6 +373,22 @@ def whole_refresh(data: Path, work: Path, url: str) -> tuple[Measurement, float]
     return Measurement("all seven", "platform_refresh", rows, seconds, rss, server, note), copy_seconds
 
 
+def file_totals(measurements: list[Measurement]) -> list[Measurement]:
+    """The baselines summed over the files, one after another. COPY text into the platform's tables counts
+    ``copy_text`` for the files whose table it already makes (no lists to decode)."""
+    by_file: dict[str, dict[str, Measurement]] = {}
+    for m in measurements:
+        by_file.setdefault(m.file, {})[m.method] = m
+    totals = []
+    for method, fallback in (("copy_text", None), ("copy_text_arrays", "copy_text"), ("batch_insert", None)):
+        runs = [found for methods in by_file.values() if (found := methods.get(method) or methods.get(fallback))]
+        if any(m.method == method for m in runs):
+            rows, seconds = sum(m.rows for m in runs), sum(m.seconds for m in runs)
+            note = "sum over the files, one after another"
+            totals.append(Measurement("all seven", method, rows, seconds, 0.0, 0.0, note))
+    return totals
+
+
 def machine() -> str:
     lines = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
@@ -342,35 +403,40 @@ def server_description(url: str) -> str:
     return f"PostgreSQL {version} (embedded, pgserver): " + ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
-def ratio_columns(m: Measurement, by_method: dict[str, Measurement]) -> tuple[str, str, str]:
-    """Time against COPY text, speed-up over batch insert, and the CPU bound against COPY text: above 1.00x, no
-    schedule of this method's work on this machine can match COPY text's time."""
+def ratio_columns(m: Measurement, by_method: dict[str, Measurement]) -> tuple[str, str, str, str]:
+    """Time against COPY text (into the old loaders' table, and into the platform's), speed-up over batch insert,
+    and the CPU bound against COPY text: above 1.00x, no schedule of this method's work on this machine can match
+    COPY text's time."""
     copy, batch = by_method.get("copy_text"), by_method.get("batch_insert")
+    same_table = by_method.get("copy_text_arrays", copy)
     versus_copy = f"{m.seconds / copy.seconds:.2f}x" if copy else ""
+    versus_same_table = f"{m.seconds / same_table.seconds:.2f}x" if same_table else ""
     faster_than_batch = f"{batch.seconds / m.seconds:,.1f}x" if batch else ""
     measured_whole = m.client_cpu_seconds and m.method != "batch_insert"  # batch insert: a slice, extrapolated
     bound = f"{m.cpu_bound_seconds / copy.seconds:.2f}x" if copy and measured_whole else ""
-    return versus_copy, faster_than_batch, bound
+    return versus_copy, versus_same_table, faster_than_batch, bound
 
 
 def markdown(measurements: list[Measurement], header: list[str]) -> str:
     lines = [*header, ""]
     lines.append(
-        "| file | method | rows | seconds | rows/s | time vs COPY text | faster than batch insert "
+        "| file | method | rows | seconds | rows/s | time vs COPY text | time vs COPY text, same table "
+        "| faster than batch insert "
         "| peak RSS (MB) | client CPU (s) | server CPU (s) | CPU bound vs COPY text | note |"
     )
-    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     groups = itertools.groupby(measurements, key=lambda m: m.file)
     for _, group in groups:
         group = list(group)
         by_method = {m.method: m for m in group}
         for m in group:
-            versus_copy, faster, bound = ratio_columns(m, by_method)
+            versus_copy, same_table, faster, bound = ratio_columns(m, by_method)
             rss = f"{m.peak_rss_mb:,.0f}" if m.peak_rss_mb else ""
             client = f"{m.client_cpu_seconds:,.1f}" if m.client_cpu_seconds else ""
             server = f"{m.server_cpu_seconds:,.1f}" if m.server_cpu_seconds else ""
             lines.append(
                 f"| {m.file} | {m.method} | {m.rows:,} | {m.seconds:,.1f} | {m.rows_per_second:,.0f} | {versus_copy} "
+                f"| {same_table} "
                 f"| {faster} | {rss} | {client} | {server} | {bound} | {m.note} |"
             )
     return "\n".join(lines) + "\n"
@@ -415,13 +481,7 @@ def compare(args: argparse.Namespace) -> None:
     if not args.files:
         print("whole refresh, all seven files:", flush=True)
         whole, refresh_copy = whole_refresh(data, work, url)
-        totals = {m: sum(x.seconds for x in measurements if x.method == m) for m in ("copy_text", "batch_insert")}
-        measurements.append(whole)
-        for method, seconds in totals.items():
-            if seconds:
-                rows = sum(x.rows for x in measurements if x.method == method)
-                note = "sum over the files, one after another"
-                measurements.append(Measurement("all seven", method, rows, seconds, 0.0, 0.0, note))
+        measurements += [whole, *file_totals(measurements)]
         print(f"  {whole.seconds:.1f} s, {whole.rows_per_second:,.0f} rows/s, peak RSS {whole.peak_rss_mb:,.0f} MB")
     label = f"rows_{args.rows}" + (f"_{'_'.join(d.table for d in files)}" if args.files else "")
     label += "_refresh" if args.refresh_only else ""
@@ -434,10 +494,13 @@ def compare(args: argparse.Namespace) -> None:
         "indexes, then ANALYZE. Each baseline creates its table in the same transaction as its COPY / INSERTs, so "
         "with wal_level=minimal it skips the WAL just as the platform's load does.",
         "- `copy_text` and `batch_insert` keep list columns as the file's raw text (no array decoding, less work "
-        "than the platform's `text[]`). COPY text mangles backslashes, and cannot load a value ending in a "
-        "backslash at all (it escapes the tab after it): the baseline escapes exactly that case, nothing else.",
+        "than the platform's `text[]`): the old loaders' table. `copy_text_arrays` makes the platform's very table "
+        "by COPY text: the same COPY, then one `ALTER TABLE` decoding every list into `text[]` in SQL "
+        "(`string_to_array`, `jsonb_array_elements_text`); files without lists need no decoding, and their "
+        "`copy_text` is already the platform's table. COPY text mangles backslashes, and cannot load a value "
+        "ending in a backslash at all (it escapes the tab after it): the baselines escape exactly that case.",
         f"- `batch_insert` runs on the first {args.slice:,} rows of a file and is extrapolated linearly (noted).",
-        f"- `platform_load` and `copy_text` ran {args.repeat} time(s) each, in turn; each row is the median run "
+        f"- `platform_load` and the COPY texts ran {args.repeat} time(s) each, in turn; each row is the median run "
         "(all runs in its note).",
         "- Peak RSS is the client's: the method's process and its children (summed PSS, or one process's high-water "
         "mark if higher, sampled every 0.1 s); server CPU is the embedded PostgreSQL's, all its processes.",
@@ -490,6 +553,7 @@ CHILD_METHODS = {
     "platform_refresh": platform_refresh,
     "platform_load": platform_load,
     "copy_text": copy_text,
+    "copy_text_arrays": copy_text_arrays,
     "batch_insert": batch_insert,
 }
 
