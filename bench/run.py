@@ -497,8 +497,9 @@ def compare(args: argparse.Namespace) -> None:
         "than the platform's `text[]`): the old loaders' table. `copy_text_arrays` makes the platform's very table "
         "by COPY text: the same COPY, then one `ALTER TABLE` decoding every list into `text[]` in SQL "
         "(`string_to_array`, `jsonb_array_elements_text`); files without lists need no decoding, and their "
-        "`copy_text` is already the platform's table. COPY text mangles backslashes, and cannot load a value "
-        "ending in a backslash at all (it escapes the tab after it): the baselines escape exactly that case.",
+        "`copy_text` is already the platform's table. COPY text reads backslashes as escapes, and cannot load a "
+        "value ending in a backslash at all (it escapes the tab after it): `copy_text` escapes exactly that case "
+        "and mangles the rest, `copy_text_arrays` escapes every backslash, so its text arrives exact.",
         f"- `batch_insert` runs on the first {args.slice:,} rows of a file and is extrapolated linearly (noted).",
         f"- `platform_load` and the COPY texts ran {args.repeat} time(s) each, in turn; each row is the median run "
         "(all runs in its note).",
