@@ -43,7 +43,14 @@ LOCK_CLASS = 7_041_933  # advisory-lock namespace for this platform's loads
 SWAP_LOCK_TIMEOUT = "3s"  # readers queue behind the swap's lock at most this long per attempt
 SWAP_ATTEMPTS = 20
 BATCH_ROWS = 256_000
+# ADBC encodes each Arrow batch whole, then sends it, blocking until the server has read all but a socket buffer's
+# worth (a Unix socket's is 208 KiB): batches that fit in it let the client encode the next while the server
+# copies this one, where large ones leave the two taking turns.
+COPY_CHUNK_BYTES = 128 * 1024
 MIN_PART_ROWS = 250_000  # below this, a partition's extra connection, DDL and ANALYZE cost more than they save
+# Every column type of the catalog is built in, so ADBC's table of them will do: reading the server's pg_type
+# instead made each connection take 35 ms rather than 5.
+ADBC_OPTIONS = {"adbc.postgresql.type_resolver_mode": "builtin"}
 
 
 @dataclass(frozen=True)
@@ -282,10 +289,10 @@ def _load_part(dataset: Dataset, parquet: str, url: str, part: _Part, partitione
     def counted() -> Iterator[pa.RecordBatch]:
         # Decoding Parquet on a thread of its own overlaps it with the COPY, which ADBC encodes on this one.
         for batch in read_ahead(batches()):
-            yield batch
+            yield from _chunks(batch)
             progress.add(batch.num_rows)
 
-    with adbc.connect(url) as conn, conn.cursor() as cur:
+    with adbc.connect(url, db_kwargs=ADBC_OPTIONS) as conn, conn.cursor() as cur:
         cur.execute(
             f'TRUNCATE "{INCOMING_SCHEMA}"."{part.table}"'
             if partitioned
@@ -309,14 +316,21 @@ def _load_part(dataset: Dataset, parquet: str, url: str, part: _Part, partitione
     return rows
 
 
+def _chunks(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """``batch`` in zero-copy slices of about ``COPY_CHUNK_BYTES``."""
+    rows = max(1, COPY_CHUNK_BYTES * batch.num_rows // max(batch.nbytes, 1))
+    for offset in range(0, batch.num_rows, rows):
+        yield batch.slice(offset, rows)
+
+
 def _ingest(dataset: Dataset, parquet: str, url: str, log: logging.Logger) -> int:
     """Load the frame into ``imdb_incoming.<table>``: one part per core, each into its own range partition,
     loaded and indexed side by side; then the parent's primary key and indexes, attached from the partitions'.
 
-    Measured on title.principals (9.8M rows, 2 cores): a single ADBC COPY leaves client and server taking turns
-    (8.9 s for 5.3 s of client and 4.1 s of server CPU). Two COPYs into one committed table took 5.2-6.1 s, but
-    then the table is WAL-logged and its heap interleaves the two streams, so its two indexes took 8.0 s more. Two
-    partitions, each loaded and indexed in its own transaction, took 9.6-11.4 s for all of it."""
+    Measured on title.principals (2 cores): two COPYs into one committed table took 5.2-6.1 s for 9.8M rows, but
+    then the table is WAL-logged and its heap interleaves the two streams, so its two indexes took 8.0 s more; two
+    partitions, each loaded and indexed in its own transaction, took 9.6-11.4 s for all of it. For 20M rows, one
+    table (one COPY, then parallel index builds) took 31.4 s, two partitions 23.5 s."""
     source = pq.ParquetFile(parquet)
     parts = _plan_parts(dataset, source, os.cpu_count() or 1)
     partitioned = len(parts) > 1

@@ -186,3 +186,18 @@ def test_a_key_shared_by_two_row_groups_lands_whole_in_one_partition(platform, d
         "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
         "WHERE indrelid = 'imdb.title_principals'::regclass ORDER BY 1"
     ) == [("imdb.title_principals_nconst_idx", True), ("imdb.title_principals_pkey", True)]
+
+
+def test_the_copy_gets_every_row_once_in_slices_that_fit_a_socket_buffer(platform, db_url, monkeypatch):
+    """ADBC sends each batch whole before encoding the next: slices of a socket buffer's size overlap the two."""
+    platform.refresh(BASICS)
+    before = platform.table(BASICS)
+    batch = pq.read_table(platform.store.parquet_path(BASICS)).combine_chunks().to_batches()[0]
+    assert batch.nbytes > load.COPY_CHUNK_BYTES, "too few rows for the batch to be sliced"
+    chunks = list(load._chunks(batch))
+    assert len(chunks) >= 2 and all(chunk.nbytes <= 1.5 * load.COPY_CHUNK_BYTES for chunk in chunks)
+    assert pa.Table.from_batches(chunks).equals(pa.Table.from_batches([batch]))
+
+    monkeypatch.setattr(load, "COPY_CHUNK_BYTES", 1)  # a slice per row: no row is lost or sent twice at the seams
+    result = load.load_table(BASICS, str(platform.store.parquet_path(BASICS)), db_url, source_sha256="by the row")
+    assert result.rows == batch.num_rows and platform.table(BASICS) == before
