@@ -567,7 +567,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=lambda s: s.split(","), help="only these files (comma separated stems)")
     parser.add_argument("--slice", type=int, default=200_000, help="rows batch_insert loads before extrapolating")
     parser.add_argument("--no-batch", action="store_true", help="skip batch_insert")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the load and COPY text; each keeps its median")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of the load and COPY text; each keeps its median")
     parser.add_argument("--refresh-only", action="store_true", help="only the whole refresh of all seven files")
     parser.add_argument(
         "--principals", type=lambda s: [int(x) for x in s.split(",")], help="peak RSS mode: principals sizes"
