@@ -80,8 +80,14 @@ def test_readers_see_old_or_new_table_and_dependent_views_survive(platform, mirr
     assert platform.query(
         "SELECT conname FROM pg_constraint WHERE conrelid = 'imdb.title_basics'::regclass AND contype = 'p'"
     ) == [("title_basics_pkey",)]
+    assert platform.query(STATISTICS, "imdb", "title_basics") == [(False, len(BASICS.columns))]
+    assert platform.query(ANALYZED, "imdb.title_basics") == [(1, 0)]
 
 
+STATISTICS = """
+SELECT inherited, count(*)::int FROM pg_stats WHERE schemaname = %s AND tablename = %s GROUP BY inherited
+"""
+ANALYZED = "SELECT analyze_count, n_mod_since_analyze FROM pg_stat_user_tables WHERE relid = %s::regclass"
 PARTITIONS = """
 SELECT n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid)
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -133,6 +139,13 @@ def test_a_frame_of_many_row_groups_loads_into_key_range_partitions_side_by_side
         (True,)
     ]
     assert platform.query("SELECT * FROM public.well_rated ORDER BY 1") == well_rated  # recreated on the new table
+    # Statistics for the whole table and for each partition, each partition analyzed once, by its own part, after
+    # its rows were counted: autovacuum has no change left to analyze again.
+    columns = len(RATINGS.columns)
+    assert platform.query(STATISTICS, "imdb", "title_ratings") == [(True, columns)]
+    for _, name, _ in partitions:
+        assert platform.query(STATISTICS, "imdb_partitions", name) == [(False, columns)]
+        assert platform.query(ANALYZED, f"imdb_partitions.{name}") == [(1, 0)]
     size = metadata.relation_metadata(db_url, "imdb.title_ratings")["table_bytes"]
     names = [f"{schema}.{name}" for schema, name, _ in partitions]
     assert size > 0 and platform.query(
