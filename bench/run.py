@@ -561,7 +561,7 @@ CHILD_METHODS = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=IMDB_ROWS // 10, help="rows over all seven files")
+    parser.add_argument("--rows", type=int, help="rows over all seven files (default: --data's, else 1/10 of IMDb's)")
     parser.add_argument("--data", type=Path, help="generated files to use (default: bench_results/data/<rows>)")
     parser.add_argument("--work", type=Path, default=RESULTS / "work", help="embedded PostgreSQL and frames")
     parser.add_argument("--files", type=lambda s: s.split(","), help="only these files (comma separated stems)")
@@ -576,6 +576,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.work = args.work.absolute()
+    if args.rows is None:  # a --data folder's own rows, rather than regenerating it at another size
+        manifest = args.data / MANIFEST if args.data else None
+        args.rows = Manifest.read(manifest).rows if manifest and manifest.exists() else IMDB_ROWS // 10
     if args.child:
         dataset = BY_STEM[args.file]
         url = database.resolve_url(None, args.work)
