@@ -226,6 +226,13 @@ def _file_rows(data: Path, dataset: Dataset) -> int:
 # --- the parent: data, children, measurements, report ------------------------------------------------------------
 
 
+def rows_of(data: Path | None) -> int:
+    """The rows of a ``--data`` folder's files, so that it is used as it is rather than generated anew at another
+    size; else 1/10 of IMDb's."""
+    manifest = data / MANIFEST if data else None
+    return Manifest.read(manifest).rows if manifest and manifest.exists() else IMDB_ROWS // 10
+
+
 def ensure_data(folder: Path, rows: int, only: list[str] | None = None) -> Path:
     """Generated files without malformed lines, so every method loads exactly the same rows."""
     manifest = folder / MANIFEST
@@ -576,9 +583,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.work = args.work.absolute()
-    if args.rows is None:  # a --data folder's own rows, rather than regenerating it at another size
-        manifest = args.data / MANIFEST if args.data else None
-        args.rows = Manifest.read(manifest).rows if manifest and manifest.exists() else IMDB_ROWS // 10
+    args.rows = args.rows or rows_of(args.data)
     if args.child:
         dataset = BY_STEM[args.file]
         url = database.resolve_url(None, args.work)

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench.run import BASELINE_SCHEMA, copy_text_table
+from bench.run import BASELINE_SCHEMA, IMDB_ROWS, copy_text_table, rows_of
 from imdb_assets import load, parse
 from imdb_assets.catalog import DATASETS, SCHEMA, Kind
 from imdb_assets.sample import generate
@@ -55,6 +55,11 @@ def clean_files(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("clean")
     generate(folder, 20_000, seed=11, malformed_fraction=0.0)
     return folder
+
+
+def test_a_data_folder_is_benchmarked_at_its_own_rows_unless_told_otherwise(clean_files, tmp_path):
+    assert rows_of(clean_files) == 20_000
+    assert rows_of(tmp_path) == rows_of(None) == IMDB_ROWS // 10  # nothing generated there yet
 
 
 @pytest.mark.parametrize("dataset", DATASETS, ids=lambda d: d.file_stem)
