@@ -19,8 +19,8 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
 RUN uv sync --frozen --no-dev
-# Parse the dbt project now, so the services start from a ready manifest.
-RUN /opt/dagster/.venv/bin/python -c "import imdb_assets.dbt"
+# Parse the dbt project now (dagster-dbt's preparation), so the services start from a ready manifest.
+RUN /opt/dagster/.venv/bin/dagster-dbt project prepare-and-package --file imdb_assets/dbt_project.py
 
 ENV PATH="/opt/dagster/.venv/bin:${PATH}" \
     DAGSTER_HOME=/opt/dagster/dagster_home \

@@ -6,28 +6,45 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export UV_PYTHON_DOWNLOADS ?= never
+# Bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set, every process would compile Dagster and
+# dbt again, seconds per process.
+export UV_COMPILE_BYTECODE ?= 1
+DBT_MANIFEST := dbt_project/target/manifest.json
+DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print)
 DEMO_ROWS ?= 1000000
 BENCH_ROWS ?= 20370000
 BENCH_PRINCIPALS ?= 1000000,5000000,20000000
+REFRESH_ROWS ?= 1000000,5000000
 DEV_PORT ?= 3000
 
-.PHONY: help install demo test lint dev db-stop clean bench bench-rss
+.PHONY: help sync install prepare demo test lint dev db-stop clean bench bench-refresh bench-rss
 
 help:
 	@echo "make demo     generate an IMDb-format mirror and load it all into the embedded PostgreSQL"
 	@echo "make test     lint and run the whole test suite"
 	@echo "make dev      the Dagster UI (webserver + daemon) on the same instance"
+	@echo "make prepare  parse the dbt project again (make install does it when dbt_project/ changed)"
 	@echo "make db-stop  stop the embedded PostgreSQL"
 	@echo "make bench    load benchmark against COPY text and batch inserts (BENCH_ROWS=$(BENCH_ROWS), 1/10 of IMDb)"
+	@echo "make bench-refresh  imdb_refresh end to end, then with nothing changed (REFRESH_ROWS=$(REFRESH_ROWS))"
 	@echo "make bench-rss  peak memory by size of title.principals ($(BENCH_PRINCIPALS) rows)"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
-install: $(UV)
+sync: $(UV)
 	$(UV) sync --frozen
 	@mkdir -p $(DAGSTER_HOME) && ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+install: sync $(DBT_MANIFEST)
+
+# dagster-dbt's own preparation: `dbt parse` into dbt_project/target, whenever a file of the project changed.
+$(DBT_MANIFEST): $(DBT_FILES) | sync
+	$(UV) run dagster-dbt project prepare-and-package --file imdb_assets/dbt_project.py
+
+prepare: sync
+	$(UV) run dagster-dbt project prepare-and-package --file imdb_assets/dbt_project.py
 
 demo: install
 	$(UV) run python -m imdb_assets.demo --rows $(DEMO_ROWS)
@@ -45,6 +62,9 @@ dev: install
 
 bench: install
 	$(UV) run python -m bench.run --rows $(BENCH_ROWS)
+
+bench-refresh: install
+	$(UV) run python -m bench.refresh --rows $(REFRESH_ROWS)
 
 bench-rss: install
 	$(UV) run python -m bench.run --principals $(BENCH_PRINCIPALS)

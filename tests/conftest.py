@@ -9,13 +9,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetsDefinition, AssetSelection, DagsterInstance, materialize
 from dagster_dbt import DbtCliResource
 
 from imdb_assets import database
 from imdb_assets.assets import imdb_file_assets, parsed_key, raw_key, table_key
 from imdb_assets.catalog import BY_STEM, DATASETS, SCHEMA, Dataset
-from imdb_assets.dbt import imdb_dbt_models, project
+from imdb_assets.dbt import imdb_dbt_models
+from imdb_assets.dbt_project import project
 from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
 from imdb_assets.sample import generate
 from tests.mirror_server import MirrorServer
@@ -89,13 +90,15 @@ class Platform:
         layers=(raw_key, parsed_key, table_key),
         models: bool = False,
         raise_on_error: bool = True,
+        dbt_models: AssetsDefinition = imdb_dbt_models,
     ):
-        """Materialize these files' layers; with `models`, also the dbt models downstream of them."""
+        """Materialize these files' layers; with `models`, also the dbt models downstream of them (of
+        ``dbt_models``, the platform's own unless a test builds them from another project)."""
         selection = AssetSelection.assets(*[layer(d) for d in (datasets or DATASETS) for layer in layers])
         if models:
             selection = selection | selection.downstream()
         return materialize(
-            [*imdb_file_assets, imdb_dbt_models],
+            [*imdb_file_assets, dbt_models],
             selection=selection,
             resources=self.resources,
             instance=self.instance,

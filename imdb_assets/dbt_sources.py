@@ -1,0 +1,49 @@
+"""The dbt sources of the seven tables (`dbt_project/models/staging/_imdb__sources.yml`), from the catalog.
+
+The file is committed so the dbt project reads on its own; a test fails when it drifts from the catalog.
+
+    uv run python -m imdb_assets.dbt_sources    # rewrite it after a change to the catalog
+"""
+
+from pathlib import Path
+
+import yaml
+
+from imdb_assets.catalog import DATASETS, SCHEMA
+from imdb_assets.dbt_project import PROJECT_DIR
+
+SOURCES_YML = PROJECT_DIR / "models" / "staging" / "_imdb__sources.yml"
+
+
+def sources_yaml() -> str:
+    """The sources document: each table with its columns' types and descriptions."""
+    tables = [
+        {
+            "name": dataset.table,
+            "description": f"IMDb's {dataset.file_name}: {dataset.description}",
+            "columns": [
+                {"name": c.name, "description": c.description, "data_type": c.sql_type} for c in dataset.columns
+            ],
+        }
+        for dataset in DATASETS
+    ]
+    document = {
+        "sources": [
+            {
+                "name": SCHEMA,
+                "schema": SCHEMA,
+                "description": "The seven IMDb files, typed and loaded by the platform's table assets.",
+                "tables": tables,
+            }
+        ]
+    }
+    header = "# Generated from imdb_assets/catalog.py by `python -m imdb_assets.dbt_sources`; do not edit.\n"
+    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
+
+
+def write(path: Path = SOURCES_YML) -> None:
+    path.write_text(sources_yaml())
+
+
+if __name__ == "__main__":
+    write()
