@@ -2,16 +2,20 @@
 
 raw file (`raw/<table>`) -> parsed frame (`parsed/<table>`) -> PostgreSQL table (`imdb/<table>`).
 
-Every step of a refresh reports on its asset, but work is only done for what changed: an unchanged file is not
-downloaded (conditional GET), its Parquet is reused and its table kept (`reloaded: false`), and the dbt step
-rebuilds only the models that read a reloaded table. The step never skips instead, because Dagster skips a
-multi-asset step such as dbt's whole when any one of its upstream steps yields nothing.
+One step per file materializes its three assets (or the subset a run selects), so a refresh pays one step's start
+per file, not three, while the UI still shows each layer as an asset of its own. Work is only done for what
+changed: an unchanged file is not downloaded (conditional GET), its Parquet is reused and its table kept
+(`reloaded: false`). Each layer's data version is the raw file's sha256, so an unchanged file leaves every
+downstream dbt model fresh in Dagster's eyes (see `imdb_assets.staleness`).
 """
+
+from collections.abc import Iterator
 
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     Config,
     DataVersion,
     MaterializeResult,
@@ -19,7 +23,7 @@ from dagster import (
     TableColumn,
     TableColumnConstraints,
     TableSchema,
-    asset,
+    multi_asset,
 )
 
 from imdb_assets import download, load, metadata, parse
@@ -28,6 +32,9 @@ from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
 
 RAW_GROUP, PARSED_GROUP, TABLE_GROUP = "raw_files", "parsed_frames", "imdb_tables"
 VERSION_KEY = "version_key"  # raw metadata: the upstream version downloaded, which the release sensor compares
+# Code versions: bump one when its layer's output changes for the same input, so Dagster marks what is downstream
+# of it stale.
+RAW_CODE_VERSION, PARSED_CODE_VERSION, TABLE_CODE_VERSION = "1", "1", "1"
 
 
 def raw_key(dataset: Dataset) -> AssetKey:
@@ -42,7 +49,7 @@ def table_key(dataset: Dataset) -> AssetKey:
     return AssetKey([SCHEMA, dataset.table])
 
 
-class RawFileConfig(Config):
+class FileRefreshConfig(Config):
     force: bool = False
     """Download even when the server says the file is unchanged."""
 
@@ -69,148 +76,188 @@ def _source(url: str, last_modified: str) -> dict:
     return {"source_url": MetadataValue.url(url), "source_last_modified": MetadataValue.text(last_modified)}
 
 
-def build_assets(dataset: Dataset) -> list[AssetsDefinition]:
+def file_specs(dataset: Dataset) -> list[AssetSpec]:
     file_description = f"IMDb's {dataset.file_name}: {dataset.description}"
+    return [
+        AssetSpec(
+            raw_key(dataset),
+            group_name=RAW_GROUP,
+            kinds={"file"},
+            description=f"{file_description} Downloaded only when it changed, verified as a complete gzip.",
+            metadata={"file_name": dataset.file_name},
+            code_version=RAW_CODE_VERSION,
+        ),
+        AssetSpec(
+            parsed_key(dataset),
+            deps=[raw_key(dataset)],
+            group_name=PARSED_GROUP,
+            kinds={"polars", "parquet"},
+            description=f"{file_description} Typed by Polars into Parquet; malformed lines go to a rejects file.",
+            code_version=PARSED_CODE_VERSION,
+        ),
+        AssetSpec(
+            table_key(dataset),
+            deps=[parsed_key(dataset)],
+            group_name=TABLE_GROUP,
+            kinds={"postgres"},
+            description=f"{file_description} Table {SCHEMA}.{dataset.table}: ADBC bulk load, atomic swap.",
+            metadata={
+                "dagster/table_name": f"{SCHEMA}.{dataset.table}",
+                "dagster/column_schema": column_schema(dataset),
+            },
+            code_version=TABLE_CODE_VERSION,
+        ),
+    ]
 
-    @asset(
-        key=raw_key(dataset),
-        group_name=RAW_GROUP,
-        kinds={"file"},
-        description=f"{file_description} Downloaded only when it changed, verified as a complete gzip.",
-        metadata={"file_name": dataset.file_name},
+
+def _download(
+    context: AssetExecutionContext, dataset: Dataset, config: FileRefreshConfig, source: ImdbSource, store: LocalStore
+) -> MaterializeResult:
+    url = source.url(dataset)
+    path = store.raw_path(dataset)
+    result = download.download(
+        url,
+        path,
+        force=config.force,
+        timeout=source.timeout_seconds,
+        max_attempts=source.max_attempts,
+        backoff_seconds=source.backoff_seconds,
+        log=context.log,
     )
-    def raw_file(
-        context: AssetExecutionContext, config: RawFileConfig, source: ImdbSource, store: LocalStore
-    ) -> MaterializeResult:
-        url = source.url(dataset)
-        path = store.raw_path(dataset)
-        result = download.download(
-            url,
-            path,
-            force=config.force,
-            timeout=source.timeout_seconds,
-            max_attempts=source.max_attempts,
-            backoff_seconds=source.backoff_seconds,
+    copy = result.copy
+    if result.changed:
+        context.log.info(f"{dataset.file_name}: {copy.bytes:,} bytes in {result.seconds:.1f}s")
+    else:
+        context.log.info(f"{dataset.file_name} unchanged since {copy.version.key()}: keeping the local copy")
+    return MaterializeResult(
+        asset_key=raw_key(dataset),
+        metadata={
+            **_source(copy.url, copy.version.modified),
+            "path": MetadataValue.path(str(path)),
+            "downloaded": result.changed,
+            "bytes": copy.bytes,
+            "uncompressed_bytes": copy.uncompressed_bytes,
+            "etag": copy.version.etag or "",
+            VERSION_KEY: copy.version.key(),
+            "sha256": copy.sha256,
+            "seconds": round(result.seconds, 3),
+            "mb_per_s": round(result.mb_per_s, 2),
+        },
+        data_version=DataVersion(copy.sha256),
+    )
+
+
+def _parse(context: AssetExecutionContext, dataset: Dataset, store: LocalStore) -> MaterializeResult:
+    raw = store.raw_path(dataset)
+    copy = download.LocalCopy.read(raw)
+    if copy is None:
+        raise FileNotFoundError(f"{raw} has not been downloaded yet: materialize {raw_key(dataset).to_user_string()}")
+    parquet = store.parquet_path(dataset)
+    previous = parse.ParseResult.read(parquet)
+    reused = bool(previous and previous.source_sha256 == copy.sha256)
+    if reused:
+        context.log.info(f"{parquet.name} is already parsed from this copy of {dataset.file_name}; reusing it")
+        result = previous
+    else:
+        result = parse.parse_file(
+            dataset,
+            raw,
+            parquet,
+            store.rejects_path(dataset),
+            source_sha256=copy.sha256,
+            source_url=copy.url,
+            source_last_modified=copy.version.modified,
+            max_reject_fraction=store.max_reject_fraction,
             log=context.log,
         )
-        copy = result.copy
-        if result.changed:
-            context.log.info(f"{dataset.file_name}: {copy.bytes:,} bytes in {result.seconds:.1f}s")
-        else:
-            context.log.info(f"{dataset.file_name} unchanged since {copy.version.key()}: keeping the local copy")
-        return MaterializeResult(
-            metadata={
-                **_source(copy.url, copy.version.modified),
-                "path": MetadataValue.path(str(path)),
-                "downloaded": result.changed,
-                "bytes": copy.bytes,
-                "uncompressed_bytes": copy.uncompressed_bytes,
-                "etag": copy.version.etag or "",
-                VERSION_KEY: copy.version.key(),
-                "sha256": copy.sha256,
-                "seconds": round(result.seconds, 3),
-                "mb_per_s": round(result.mb_per_s, 2),
-            },
-            data_version=DataVersion(copy.sha256),
-        )
-
-    @asset(
-        key=parsed_key(dataset),
-        deps=[raw_key(dataset)],
-        group_name=PARSED_GROUP,
-        kinds={"polars", "parquet"},
-        description=f"{file_description} Typed by Polars into Parquet; malformed lines go to a rejects file.",
+    return MaterializeResult(
+        asset_key=parsed_key(dataset),
+        metadata={
+            "dagster/row_count": result.rows,
+            "reused": reused,
+            "rejects": result.rejects,
+            "reject_fraction": result.reject_fraction,
+            "reject_reasons": MetadataValue.json(result.reject_reasons),
+            "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
+            "lines": result.lines,
+            "seconds": round(result.seconds, 3),
+            "rows_per_s": round(result.rows_per_second),
+            "parquet_bytes": result.parquet_bytes,
+            "path": MetadataValue.path(str(parquet)),
+            "source_sha256": result.source_sha256,
+            **_source(result.source_url, result.source_last_modified),
+            "dagster/column_schema": column_schema(dataset),
+        },
+        data_version=DataVersion(result.source_sha256),
     )
-    def parsed_frame(context: AssetExecutionContext, store: LocalStore) -> MaterializeResult:
-        raw = store.raw_path(dataset)
-        copy = download.LocalCopy.read(raw)
-        if copy is None:
-            raise FileNotFoundError(
-                f"{raw} has not been downloaded yet: materialize {raw_key(dataset).to_user_string()}"
-            )
-        parquet = store.parquet_path(dataset)
-        previous = parse.ParseResult.read(parquet)
-        reused = bool(previous and previous.source_sha256 == copy.sha256)
-        if reused:
-            context.log.info(f"{parquet.name} is already parsed from this copy of {dataset.file_name}; reusing it")
-            result = previous
-        else:
-            result = parse.parse_file(
-                dataset,
-                raw,
-                parquet,
-                store.rejects_path(dataset),
-                source_sha256=copy.sha256,
-                source_url=copy.url,
-                source_last_modified=copy.version.modified,
-                max_reject_fraction=store.max_reject_fraction,
-                log=context.log,
-            )
-        return MaterializeResult(
-            metadata={
-                "dagster/row_count": result.rows,
-                "reused": reused,
-                "rejects": result.rejects,
-                "reject_fraction": result.reject_fraction,
-                "reject_reasons": MetadataValue.json(result.reject_reasons),
-                "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
-                "lines": result.lines,
-                "seconds": round(result.seconds, 3),
-                "rows_per_s": round(result.rows_per_second),
-                "parquet_bytes": result.parquet_bytes,
-                "path": MetadataValue.path(str(parquet)),
-                "source_sha256": result.source_sha256,
-                **_source(result.source_url, result.source_last_modified),
-                "dagster/column_schema": column_schema(dataset),
-            }
-        )
 
-    @asset(
-        key=table_key(dataset),
-        deps=[parsed_key(dataset)],
-        group_name=TABLE_GROUP,
-        kinds={"postgres"},
-        description=f"{file_description} Table {SCHEMA}.{dataset.table}: ADBC bulk load, atomic swap.",
-        metadata={"dagster/table_name": f"{SCHEMA}.{dataset.table}", "dagster/column_schema": column_schema(dataset)},
+
+def _load(
+    context: AssetExecutionContext, dataset: Dataset, store: LocalStore, warehouse: Warehouse
+) -> MaterializeResult:
+    parquet = store.parquet_path(dataset)
+    parsed = parse.ParseResult.read(parquet)
+    if parsed is None:
+        raise FileNotFoundError(f"{parquet} does not exist: materialize {parsed_key(dataset).to_user_string()}")
+    url = warehouse.url()
+    current = load.current_load(url, dataset)
+    reloaded = not (current and current.source_sha256 == parsed.source_sha256)
+    if reloaded:
+        result = load.load_table(dataset, str(parquet), url, source_sha256=parsed.source_sha256, log=context.log)
+        context.log.info(
+            f"{SCHEMA}.{dataset.table}: {result.rows:,} rows in {result.seconds:.1f}s "
+            f"({result.rows_per_second:,.0f} rows/s)"
+        )
+        work = {
+            "seconds": round(result.seconds, 3),
+            "rows_per_s": round(result.rows_per_second),
+            "recreated_views": MetadataValue.json(result.recreated_views),
+        }
+    else:
+        context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")
+        work = {}
+    return MaterializeResult(
+        asset_key=table_key(dataset),
+        metadata={
+            "dagster/row_count": result.rows if reloaded else current.rows,
+            "reloaded": reloaded,
+            **work,
+            "rejects": parsed.rejects,
+            "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
+            **metadata.relation_metadata(url, f"{SCHEMA}.{dataset.table}"),
+            "source_sha256": parsed.source_sha256,
+            **_source(parsed.source_url, parsed.source_last_modified),
+            "dagster/column_schema": column_schema(dataset),
+        },
+        data_version=DataVersion(parsed.source_sha256),
     )
-    def table(context: AssetExecutionContext, store: LocalStore, warehouse: Warehouse) -> MaterializeResult:
-        parquet = store.parquet_path(dataset)
-        parsed = parse.ParseResult.read(parquet)
-        if parsed is None:
-            raise FileNotFoundError(f"{parquet} does not exist: materialize {parsed_key(dataset).to_user_string()}")
-        current = load.current_load(warehouse.url(), dataset)
-        reloaded = not (current and current.source_sha256 == parsed.source_sha256)
-        if reloaded:
-            result = load.load_table(
-                dataset, str(parquet), warehouse.url(), source_sha256=parsed.source_sha256, log=context.log
-            )
-            context.log.info(
-                f"{SCHEMA}.{dataset.table}: {result.rows:,} rows in {result.seconds:.1f}s "
-                f"({result.rows_per_second:,.0f} rows/s)"
-            )
-            work = {
-                "seconds": round(result.seconds, 3),
-                "rows_per_s": round(result.rows_per_second),
-                "recreated_views": MetadataValue.json(result.recreated_views),
-            }
-        else:
-            context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")
-            work = {}
-        return MaterializeResult(
-            metadata={
-                "dagster/row_count": result.rows if reloaded else current.rows,
-                "reloaded": reloaded,
-                **work,
-                "rejects": parsed.rejects,
-                "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
-                **metadata.relation_metadata(warehouse.url(), f"{SCHEMA}.{dataset.table}"),
-                "source_sha256": parsed.source_sha256,
-                **_source(parsed.source_url, parsed.source_last_modified),
-                "dagster/column_schema": column_schema(dataset),
-            }
-        )
-
-    return [raw_file, parsed_frame, table]
 
 
-imdb_file_assets: list[AssetsDefinition] = [a for dataset in DATASETS for a in build_assets(dataset)]
+def build_file_assets(dataset: Dataset) -> AssetsDefinition:
+    """The file's three assets, materialized by one step in layer order (a subset when a run selects one)."""
+
+    @multi_asset(
+        name=f"refresh_{dataset.table}",
+        specs=file_specs(dataset),
+        can_subset=True,
+        description=f"Download, parse and load {dataset.file_name}.",
+    )
+    def refresh_file(
+        context: AssetExecutionContext,
+        config: FileRefreshConfig,
+        source: ImdbSource,
+        store: LocalStore,
+        warehouse: Warehouse,
+    ) -> Iterator[MaterializeResult]:
+        selected = context.selected_asset_keys
+        if raw_key(dataset) in selected:
+            yield _download(context, dataset, config, source, store)
+        if parsed_key(dataset) in selected:
+            yield _parse(context, dataset, store)
+        if table_key(dataset) in selected:
+            yield _load(context, dataset, store, warehouse)
+
+    return refresh_file
+
+
+imdb_file_assets: list[AssetsDefinition] = [build_file_assets(dataset) for dataset in DATASETS]

@@ -207,7 +207,7 @@ def test_rejects_above_threshold_fail_and_keep_old_table(platform, loaded, mirro
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = str(failure.event_specific_data.error)
     assert "above IMDB_MAX_REJECT_FRACTION=0.05" in message and "rejected" in message
-    assert failure.step_key == "parsed__title_ratings"
+    assert failure.step_key == "refresh_title_ratings"
     assert platform.table(RATINGS) == loaded
     assert parquet.read_bytes() == parquet_before
     assert len(rejected_lines(platform, RATINGS)) > 0.1 * len(loaded)

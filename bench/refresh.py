@@ -1,0 +1,159 @@
+"""Refresh benchmark: `imdb_refresh` end to end as a user runs it, then again with nothing changed.
+
+    uv run python -m bench.refresh --rows 1000000,5000000          # make bench-refresh
+    DATABASE_URL=postgres://... uv run python -m bench.refresh --rows 1000000   # on a server of yours
+
+For each size: generated IMDb-format files (shared with `bench.run`), a fresh data folder and Dagster instance
+(the repo's dagster.yaml: Dagster's storage in the same PostgreSQL), then `dagster job execute -m imdb_assets -j
+imdb_refresh` twice. Reported: the first run's wall time from the command's start to its end, to the end of the
+last file step (download, parse, load of all seven files), the dbt step's own time and the sum of all steps' own
+time (what the run would cost without process start and orchestration), then the second run's wall time (nothing
+changed, nothing to rebuild). With DATABASE_URL the named database is emptied of the platform's schemas first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+
+from bench.run import ensure_data, machine
+from imdb_assets import database
+
+RESULTS = Path("bench_results")
+PLATFORM_SCHEMAS = ("imdb", "imdb_incoming", "imdb_partitions", "imdb_meta", "imdb_staging", "imdb_marts")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class RefreshTimes:
+    rows: int
+    server: str
+    wall_seconds: float
+    files_done_seconds: float
+    dbt_step_seconds: float
+    steps_seconds: float
+    models_rebuilt: int
+    no_change_wall_seconds: float
+    no_change_models_rebuilt: int
+
+
+def _environment(data: Path, work: Path) -> dict[str, str]:
+    home = work / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    return os.environ | {
+        "IMDB_BASE_URL": data.absolute().as_uri() + "/",
+        "IMDB_DATA_DIR": str(work / "data"),
+        "DAGSTER_HOME": str(home),
+    }
+
+
+def _empty_named_database(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for schema in PLATFORM_SCHEMAS:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _refresh(env: dict[str, str]) -> tuple[float, str]:
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "job", "execute", "-m", "imdb_assets", "-j", "imdb_refresh"]
+    started = time.time()
+    completed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+    seconds = time.time() - started
+    if completed.returncode:
+        raise RuntimeError(f"imdb_refresh failed:\n{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}")
+    return seconds, started
+
+
+def _last_run_stats(env: dict[str, str]) -> tuple[dict[str, tuple[float, float]], int]:
+    """Each step's start and end time, and how many dbt models the run materialized, from the run's instance."""
+    script = """
+import json
+from dagster import DagsterEventType, DagsterInstance
+instance = DagsterInstance.get()
+run = instance.get_runs(limit=1)[0]
+steps = {s.step_key: (s.start_time, s.end_time) for s in instance.get_run_step_stats(run.run_id)}
+models = sum(
+    1 for r in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+    if r.event_log_entry.dagster_event.asset_key.path[0] in ("imdb_staging", "imdb_marts")
+)
+print(json.dumps({"steps": steps, "models": models}))
+"""
+    output = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    found = json.loads(output.strip().splitlines()[-1])
+    return {key: tuple(span) for key, span in found["steps"].items()}, found["models"]
+
+
+def measure(rows: int, work: Path) -> RefreshTimes:
+    data = ensure_data(RESULTS / "data" / str(rows), rows)
+    folder = work / str(rows)
+    if folder.exists():
+        database.stop_embedded_server(folder / "data")
+        shutil.rmtree(folder)
+    env = _environment(data, folder)
+    named = os.environ.get("DATABASE_URL")
+    if named:
+        _empty_named_database(named)
+    try:
+        wall, started = _refresh(env)
+        steps, models = _last_run_stats(env)
+        file_steps = [span for key, span in steps.items() if key.startswith("refresh_")]
+        dbt_step = steps.get("imdb_dbt_models", (0.0, 0.0))
+        no_change_wall, _ = _refresh(env)
+        _, no_change_models = _last_run_stats(env)
+    finally:
+        if not named:
+            database.stop_embedded_server(folder / "data")
+    return RefreshTimes(
+        rows=rows,
+        server="named by DATABASE_URL" if named else "embedded",
+        wall_seconds=round(wall, 1),
+        files_done_seconds=round(max(end for _, end in file_steps) - started, 1),
+        dbt_step_seconds=round(dbt_step[1] - dbt_step[0], 1),
+        steps_seconds=round(sum(end - start for start, end in steps.values()), 1),
+        models_rebuilt=models,
+        no_change_wall_seconds=round(no_change_wall, 1),
+        no_change_models_rebuilt=no_change_models,
+    )
+
+
+def markdown(results: list[RefreshTimes]) -> str:
+    header = (
+        "| rows | server | imdb_refresh wall (s) | files done at (s) | dbt step (s) | sum of steps (s) | models built "
+        "| no change: wall (s) | no change: models built |\n"
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
+    lines = [
+        f"| {r.rows:,} | {r.server} | {r.wall_seconds} | {r.files_done_seconds} | {r.dbt_step_seconds} "
+        f"| {r.steps_seconds} | {r.models_rebuilt} | {r.no_change_wall_seconds} | {r.no_change_models_rebuilt} |"
+        for r in results
+    ]
+    return "\n".join([header, *lines])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="1000000,5000000", help="comma separated sizes (rows over all files)")
+    parser.add_argument("--work", type=Path, default=RESULTS / "refresh", help="data folders and instances")
+    args = parser.parse_args(argv)
+    results = [measure(int(rows), args.work.absolute()) for rows in args.rows.split(",")]
+    report = f"# imdb_refresh end to end\n\n{machine()}, {time.strftime('%Y-%m-%d %H:%M')}\n\n{markdown(results)}\n"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "refresh.md").write_text(report)
+    (RESULTS / "refresh.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
