@@ -12,11 +12,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from graphlib import TopologicalSorter
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -83,6 +85,7 @@ class ImdbDbtTranslator(DagsterDbtTranslator):
 
 
 TRANSLATOR = ImdbDbtTranslator()
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 class DbtBuildConfig(Config):
@@ -147,11 +150,24 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
         with _environment(dbt_environment(url)):
             invocation = dbt.cli(args, context=context)
             yield from _with_run_metadata(invocation, context, url, rebuild, dbt_project)
+        _keep_partial_parse(invocation, dbt_project)
 
     return imdb_dbt_models
 
 
 imdb_dbt_models = build_dbt_assets(project)
+
+
+def _keep_partial_parse(invocation: DbtCliInvocation, dbt_project: DbtProject) -> None:
+    """Keep what dbt parsed against this database's profile where dagster-dbt copies the next invocation's partial
+    parse from: a parse at install time used another profile (dbt reparses everything when its connection
+    settings differ), so without this every build would parse the whole project again."""
+    parsed = invocation.target_path / PARTIAL_PARSE
+    if parsed.exists():
+        kept = Path(dbt_project.project_dir, dbt_project.target_path, PARTIAL_PARSE)
+        partial = kept.with_name(f".{PARTIAL_PARSE}.{os.getpid()}")
+        shutil.copyfile(parsed, partial)
+        os.replace(partial, kept)
 
 
 def _with_run_metadata(
