@@ -712,6 +712,7 @@ def _swap(
                 old = []
                 if _relkind(control, dataset) is None:
                     _create_parent(control, dataset)
+                    _refuse_unkept(control, dataset, replacing=False)  # a publication of all tables, or of imdb
                 elif why := _layout_difference(control, dataset, parts[0]):
                     _replace_parent(control, dataset, why, log)
                 else:
