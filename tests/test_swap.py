@@ -376,6 +376,16 @@ def test_an_older_plain_table_is_replaced_once_keeping_grants_comments_owner_and
         (f"IMDb {RATINGS.file_name}: {RATINGS.description}",)
     ]
 
+    # A partitioned table of another layout than the catalog's is replaced the same way.
+    platform.query("ALTER TABLE imdb.title_ratings ALTER COLUMN num_votes TYPE bigint")
+    with caplog.at_level(logging.WARNING, logger="test_load"):
+        load.load_table(RATINGS, frame, db_url, source_sha256="newer", log=logging.getLogger("test_load"))
+    assert "(its columns differ from the catalog's)" in caplog.text
+    assert platform.query("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attname = 'num_votes' "
+                          "AND attrelid = 'imdb.title_ratings'::regclass") == [("integer",)]  # fmt: skip
+    assert _as(platform, "swap_table_reader", "SELECT count(*) FROM public.top") == top
+    assert platform.query(OWNER, "imdb.title_ratings") == [("swap_owner",)]
+
     older_table(
         """ALTER TABLE imdb.title_ratings ADD COLUMN note text;
         CREATE FUNCTION public.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
@@ -383,7 +393,7 @@ def test_an_older_plain_table_is_replaced_once_keeping_grants_comments_owner_and
         CREATE POLICY mine ON imdb.title_ratings USING (true)"""
     )
     with pytest.raises(load.RefreshRefused, match=r"would drop trigger audit, policy mine, column note; nothing"):
-        load.load_table(RATINGS, frame, db_url, source_sha256="newer")
+        load.load_table(RATINGS, frame, db_url, source_sha256="newest")
     assert platform.query("SELECT relkind FROM pg_class WHERE oid = 'imdb.title_ratings'::regclass") == [("r",)]
     assert platform.query("SELECT * FROM imdb.title_ratings") == [("tt0000001", Decimal("5.5"), 10, None)]
     assert platform.query(UNATTACHED) == [(0,)]
