@@ -211,7 +211,7 @@ def _load(
         work = {
             "seconds": round(result.seconds, 3),
             "rows_per_s": round(result.rows_per_second),
-            "recreated_views": MetadataValue.json(result.recreated_views),
+            "refreshed_views": MetadataValue.json(result.refreshed_views),
         }
     else:
         context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")

@@ -1,24 +1,28 @@
-"""Load a parsed frame into PostgreSQL and swap it in atomically.
+"""Load a parsed frame into PostgreSQL and swap it in atomically, keeping the table's identity.
 
-The frame is bulk-ingested by ADBC (binary COPY) on one connection per core. Each connection takes a range of the
-key (ranges chosen from the Parquet row groups' statistics) into a table of its own, a range partition of the
-incoming ``imdb_incoming.<table>``, and builds that partition's primary key and indexes in the same transaction.
-So the partitions load and index side by side, each partition's heap is in key order (its primary key sorts
-presorted input) and, with ``wal_level=minimal``, a partition truncated in the transaction that fills it skips the
-WAL. Each part then analyzes its table. A small frame (fewer than two partitions of ``MIN_PART_ROWS``) is one plain
-table, created in the transaction of its COPY. The parent's primary key and indexes are then attached from the
-partitions' (no rebuild), and the parent gets statistics of its own.
+``imdb.<table>`` is a table partitioned by range of its first key column, created once (so the schema's default
+privileges apply, and its owner, grants, comments, views, triggers and policies are its users' to keep). A load
+builds new partitions beside it: the frame is bulk-ingested by ADBC (binary COPY) on up to one connection per core,
+each taking a range of the key (chosen from the Parquet row groups' statistics) into a standalone table of
+``imdb_partitions`` named for this load, created in the transaction of its COPY (with ``wal_level=minimal`` it skips
+the WAL), indexed in it and committed; then each part analyzes its table, side by side. Each part carries a CHECK
+constraint equal to its key range, so attaching it scans nothing.
 
-Only then one short transaction replaces ``imdb.<table>``: it drops the old table (and its partitions), moves the
-new one into place, its partitions into ``imdb_partitions``, and recreates every view that depended on the old one
-(dbt's staging views, a user's own views), with their grants and comments. Readers see the whole old table or the
-whole new one; any failure before that commit leaves the old table, and its views, untouched.
+Then one short transaction swaps the partitions: it drops the old ones and attaches the new ones (the parent's
+primary key and indexes take the partitions' own: no rebuild). Readers see the whole old table or the whole new one;
+any failure before that commit leaves the old table untouched. After it the parent gets its own statistics and
+materialized views built on it are refreshed.
+
+What a partition swap cannot keep (a foreign key referencing the table, a publication of it) makes the load fail
+before it changes anything, naming it. A parent from an older version of the platform (a plain table, or another
+layout) is replaced once, in the same transaction, carrying over its owner, grants, comments and dependent views.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +40,6 @@ from psycopg import sql
 from imdb_assets.catalog import SCHEMA, Column, Dataset
 from imdb_assets.parse import read_ahead
 
-INCOMING_SCHEMA = "imdb_incoming"
 PARTITION_SCHEMA = "imdb_partitions"
 META_SCHEMA = "imdb_meta"
 LOCK_CLASS = 7_041_933  # advisory-lock namespace for this platform's loads
@@ -57,11 +60,15 @@ ADBC_OPTIONS = {"adbc.postgresql.type_resolver_mode": "builtin"}
 class LoadResult:
     rows: int
     seconds: float
-    recreated_views: list[str]
+    refreshed_views: list[str]  # materialized views built on the table, refreshed with its new rows
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
+
+
+class RefreshRefused(RuntimeError):
+    """``imdb.<table>`` carries something the refresh would break or lose; nothing was changed."""
 
 
 def with_application_name(url: str, name: str) -> str:
@@ -85,9 +92,13 @@ def column_sql(dataset: Dataset, column: Column, sql_type: str | None = None) ->
     return f'"{column.name}" {sql_type}{collate}{not_null}'
 
 
-def create_table_sql(dataset: Dataset, schema: str) -> str:
-    columns = ", ".join(column_sql(dataset, c) for c in dataset.columns)
-    return f'CREATE TABLE "{schema}"."{dataset.table}" ({columns})'
+def create_table_sql(
+    dataset: Dataset, schema: str, table: str | None = None, constraints: sql.Composable | None = None
+) -> sql.Composed:
+    """The dataset's table (or ``table``, one of its parts) with ``constraints`` after its columns."""
+    columns = sql.SQL(", ".join(column_sql(dataset, c) for c in dataset.columns))
+    target = qualified(schema, table or dataset.table)
+    return sql.SQL("CREATE TABLE {} ({}{})").format(target, columns, constraints or sql.SQL(""))
 
 
 def _quoted(columns: tuple[str, ...]) -> str:
@@ -122,7 +133,7 @@ def primary_key_sql(dataset: Dataset, schema: str, table: str | None = None) -> 
 def ensure_schemas(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))  # CREATE ... IF NOT EXISTS can race
-        for schema in (SCHEMA, INCOMING_SCHEMA, PARTITION_SCHEMA, META_SCHEMA):
+        for schema in (SCHEMA, PARTITION_SCHEMA, META_SCHEMA):
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         conn.execute(
             f"""CREATE TABLE IF NOT EXISTS {META_SCHEMA}.loads (
@@ -156,9 +167,18 @@ def current_load(url: str, dataset: Dataset) -> CurrentLoad | None:
 
 
 def load_table(
-    dataset: Dataset, parquet: str, url: str, *, source_sha256: str, log: logging.Logger | None = None
+    dataset: Dataset,
+    parquet: str,
+    url: str,
+    *,
+    source_sha256: str,
+    log: logging.Logger | None = None,
+    connections: int | None = None,
 ) -> LoadResult:
-    """Bulk-load ``parquet`` into a new table, index and analyze it, then swap it in for ``imdb.<table>``."""
+    """Bulk-load ``parquet`` into new partitions, index and analyze them, then swap them into ``imdb.<table>``,
+    on at most ``connections`` connections at once (default: one per core)."""
+    if connections is not None and connections < 1:
+        raise ValueError(f"connections must be at least 1, not {connections}")
     log = log or logging.getLogger(__name__)
     started = time.monotonic()
     app = f"imdb_assets load {dataset.table}"
@@ -167,10 +187,17 @@ def load_table(
         # One load per table at a time, whoever starts it (a run, a sensor-launched run, a backfill).
         control.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, dataset.table))
         try:
-            rows = _ingest(control, dataset, parquet, with_application_name(url, app), log)
-            views = _swap(control, dataset, source_sha256, rows, log)
+            _drop_unattached(control, dataset)  # a crashed load's parts
+            with control.transaction():  # fail before the work when the swap is bound to be refused
+                _refuse_unkept(control, dataset, replacing=_relkind(control, dataset) == "r")
+            prefix = f"{dataset.table}_{secrets.token_hex(4)}"
+            cores = connections or os.cpu_count() or 1
+            rows, parts = _ingest(control, dataset, parquet, with_application_name(url, app), prefix, cores, log)
+            _swap(control, dataset, parts, source_sha256, rows, log)
+            _analyze_parent(control, url, dataset, parts)
+            views = _refresh_materialized_views(control, dataset, log)
         except BaseException:
-            _drop_incoming(url, dataset)
+            _drop_unattached_after_failure(url, dataset)
             raise
         finally:
             if not control.closed and not control.broken:
@@ -178,11 +205,33 @@ def load_table(
     return LoadResult(rows, time.monotonic() - started, views)
 
 
-def _drop_incoming(url: str, dataset: Dataset) -> None:
-    """Best effort: the next load drops a leftover anyway."""
+def _relkind(conn: psycopg.Connection, dataset: Dataset) -> str | None:
+    """'p' for a partitioned ``imdb.<table>``, 'r' for a plain one (an older version's), None if there is none."""
+    row = conn.execute(
+        "SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (f"{SCHEMA}.{dataset.table}",)
+    ).fetchone()
+    return row[0] if row else None
+
+
+_UNATTACHED = rf"""
+SELECT c.relname FROM pg_class c
+WHERE c.relnamespace = '{PARTITION_SCHEMA}'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+  AND c.relname ~ ('^' || %s || '_[0-9a-f]{{8}}_[0-9]+$')
+"""
+
+
+def _drop_unattached(conn: psycopg.Connection, dataset: Dataset) -> None:
+    """Drop the parts of loads of this table that never got attached (a load that failed or crashed)."""
+    with conn.transaction():
+        for (name,) in conn.execute(_UNATTACHED, (dataset.table,)).fetchall():
+            conn.execute(sql.SQL("DROP TABLE {}").format(qualified(PARTITION_SCHEMA, name)))
+
+
+def _drop_unattached_after_failure(url: str, dataset: Dataset) -> None:
+    """Best effort, on a connection of its own (the load's may be broken): the next load drops leftovers anyway."""
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(INCOMING_SCHEMA, dataset.table)))
+            _drop_unattached(conn, dataset)
     except psycopg.Error:
         pass
 
@@ -221,6 +270,18 @@ class _Part:
         high = sql.SQL("MAXVALUE") if self.high is None else sql.Literal(self.high)
         return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(low, high)
 
+    def check_sql(self, key: str) -> sql.Composable:
+        """A CHECK constraint equal to the range (bar NULL, which the key's NOT NULL excludes), by which attaching
+        the table as the partition of that range proves it holds no other rows without reading them."""
+        column = sql.Identifier(key)
+        conditions = [sql.SQL("{} >= {}").format(column, sql.Literal(self.low))] if self.low is not None else []
+        if self.high is not None:
+            conditions.append(sql.SQL("{} < {}").format(column, sql.Literal(self.high)))
+        if not conditions:
+            return sql.SQL("")
+        name = sql.Identifier(f"{self.table}_range")
+        return sql.SQL(", CONSTRAINT {} CHECK ({})").format(name, sql.SQL(" AND ").join(conditions))
+
     def keeps(self, keys: pa.Array) -> pa.Array:
         """Which of a straddling row group's ``keys`` are this part's."""
         low = pa.scalar(self.low, keys.type) if self.low is not None else None
@@ -230,14 +291,14 @@ class _Part:
         return pc.greater_equal(keys, low) if low is not None else pc.less(keys, high)
 
 
-def _plan_parts(dataset: Dataset, source: pq.ParquetFile, cores: int) -> list[_Part]:
+def _plan_parts(dataset: Dataset, source: pq.ParquetFile, cores: int, prefix: str) -> list[_Part]:
     """Key ranges for up to one connection per core, of even rows (at least ``MIN_PART_ROWS`` each), cut at row
     groups' smallest keys: a frame in key order (IMDb's files are) gives each part whole row groups, bar the one
     key a cut may share. A frame in any other order loads just as correctly, slower: each part reads every row group
     that overlaps its range and keeps its own rows. Without min/max statistics, or too few rows to share, the load
-    is one part, the table itself."""
+    is one part, of every key. Parts are tables named ``<prefix>_<n>``."""
     meta = source.metadata
-    whole = [_Part(dataset.table, None, None, list(range(meta.num_row_groups)), frozenset())]
+    whole = [_Part(f"{prefix}_1", None, None, list(range(meta.num_row_groups)), frozenset())]
     parts = min(cores, meta.num_rows // MIN_PART_ROWS, meta.num_row_groups)
     key = dataset.primary_key[0]
     groups = []  # (least key, greatest key, rows) of each row group
@@ -266,16 +327,16 @@ def _plan_parts(dataset: Dataset, source: pq.ParquetFile, cores: int) -> list[_P
             for g in overlapping
             if (low is not None and groups[g][0] < low) or (high is not None and groups[g][1] >= high)
         )
-        planned.append(_Part(f"{dataset.table}_{number}", low, high, overlapping, straddling))
+        planned.append(_Part(f"{prefix}_{number}", low, high, overlapping, straddling))
     return planned
 
 
 def _load_part(
-    dataset: Dataset, parquet: str, url: str, part: _Part, partitioned: bool, progress: _Progress, server_version: int
+    dataset: Dataset, parquet: str, url: str, part: _Part, alone: bool, progress: _Progress, server_version: int
 ) -> int:
-    """One connection's part, in one transaction: its rows as one ADBC ingest (a binary COPY), then its primary key
-    and indexes. Its table is new to the transaction (created here, or a partition truncated here), so with
-    wal_level=minimal none of it goes through the WAL. Then its statistics, the parts side by side."""
+    """One connection's part, in one transaction: its table created, its rows as one ADBC ingest (a binary COPY),
+    then its primary key and indexes. The table is new to the transaction, so with wal_level=minimal none of it
+    goes through the WAL. Then its statistics, the parts side by side."""
     source = pq.ParquetFile(parquet)
     schema = source.schema_arrow.remove(source.schema_arrow.get_field_index("source_line"))
     names = [c.name for c in dataset.columns]
@@ -293,23 +354,19 @@ def _load_part(
             progress.add(batch.num_rows)
 
     with adbc.connect(url, db_kwargs=ADBC_OPTIONS) as conn, conn.cursor() as cur:
-        cur.execute(
-            f'TRUNCATE "{INCOMING_SCHEMA}"."{part.table}"'
-            if partitioned
-            else create_table_sql(dataset, INCOMING_SCHEMA)
-        )
+        cur.execute(create_table_sql(dataset, PARTITION_SCHEMA, part.table, part.check_sql(key)).as_string(None))
         rows = cur.adbc_ingest(
             part.table,
             pa.RecordBatchReader.from_batches(schema, counted()),
             mode="append",
-            db_schema_name=INCOMING_SCHEMA,
+            db_schema_name=PARTITION_SCHEMA,
         )
         progress.log.info(f"{part.table}: {rows:,} rows copied, building its primary key and indexes")
-        if partitioned:  # the other parts use the other cores
+        if not alone:  # the other parts use the other cores
             cur.execute("SET max_parallel_maintenance_workers = 0")
         for statement in [
-            *index_sql(dataset, INCOMING_SCHEMA, part.table),
-            primary_key_sql(dataset, INCOMING_SCHEMA, part.table),
+            *index_sql(dataset, PARTITION_SCHEMA, part.table),
+            primary_key_sql(dataset, PARTITION_SCHEMA, part.table),
         ]:
             cur.execute(statement)
         if server_version >= 150000:
@@ -317,7 +374,7 @@ def _load_part(
             # ANALYZE has counted none changed since: else autovacuum would soon analyze the table again.
             cur.execute("SELECT pg_stat_force_next_flush()")
         conn.commit()
-        cur.execute(f'ANALYZE "{INCOMING_SCHEMA}"."{part.table}"')
+        cur.execute(f'ANALYZE "{PARTITION_SCHEMA}"."{part.table}"')
         conn.commit()
     return rows
 
@@ -329,46 +386,27 @@ def _chunks(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         yield batch.slice(offset, rows)
 
 
-def _ingest(control: psycopg.Connection, dataset: Dataset, parquet: str, url: str, log: logging.Logger) -> int:
-    """Load the frame into ``imdb_incoming.<table>``, indexed and analyzed: one part per core, each into its own
-    range partition, loaded, indexed and analyzed side by side; then the parent's primary key and indexes, attached
-    from the partitions', and its own statistics.
+def _ingest(
+    control: psycopg.Connection, dataset: Dataset, parquet: str, url: str, prefix: str, cores: int, log: logging.Logger
+) -> tuple[int, list[_Part]]:
+    """Load the frame into new tables of ``imdb_partitions``, one part per core (``cores``), each a key range,
+    loaded, indexed and analyzed side by side. Returns the rows and the parts.
 
     Measured on title.principals (2 cores): two COPYs into one committed table took 5.2-6.1 s for 9.8M rows, but
     then the table is WAL-logged and its heap interleaves the two streams, so its two indexes took 8.0 s more; two
     partitions, each loaded and indexed in its own transaction, took 9.6-11.4 s for all of it. For 20M rows, one
     table (one COPY, then parallel index builds) took 31.4 s, two partitions 23.5 s."""
     source = pq.ParquetFile(parquet)
-    parts = _plan_parts(dataset, source, os.cpu_count() or 1)
-    partitioned = len(parts) > 1
-    incoming = qualified(INCOMING_SCHEMA, dataset.table)
-    with control.transaction():
-        control.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(incoming))
-        if partitioned:
-            key = sql.Identifier(dataset.primary_key[0])
-            control.execute(
-                sql.SQL(create_table_sql(dataset, INCOMING_SCHEMA) + " PARTITION BY RANGE ({})").format(key)
-            )
-            for part in parts:
-                control.execute(
-                    sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
-                        qualified(INCOMING_SCHEMA, part.table), incoming, part.bounds_sql()
-                    )
-                )
+    parts = _plan_parts(dataset, source, cores, prefix)
     progress = _Progress(dataset, source.metadata.num_rows, log)
     with ThreadPoolExecutor(len(parts)) as pool:
         version = control.info.server_version
-        loaded = [
-            pool.submit(_load_part, dataset, parquet, url, part, partitioned, progress, version) for part in parts
-        ]
+        alone = len(parts) == 1
+        loaded = [pool.submit(_load_part, dataset, parquet, url, part, alone, progress, version) for part in parts]
         rows = sum(future.result() for future in loaded)
-    how = f"{len(parts)} key-range partitions" if partitioned else "one table"
+    how = "one partition" if alone else f"{len(parts)} key-range partitions"
     log.info(f"{dataset.table}: {rows:,} rows copied and indexed on {len(parts)} connection(s), into {how}")
-    if partitioned:
-        with control.transaction():
-            _attach_indexes(control, dataset, parts)
-        _analyze_parent(control, url, dataset, parts)
-    return rows
+    return rows, parts
 
 
 def _analyze_parent(control: psycopg.Connection, url: str, dataset: Dataset, parts: list[_Part]) -> None:
@@ -377,31 +415,201 @@ def _analyze_parent(control: psycopg.Connection, url: str, dataset: Dataset, par
     ONLY does not), or skips those it cannot lock at once with SKIP_LOCKED: a second session holds the partitions'
     SHARE UPDATE EXCLUSIVE locks meanwhile, which block only another ANALYZE, VACUUM or DDL. The parent's sample
     still reads their rows. title.basics at 1/10: 1.94 s with the partitions analyzed twice, 1.77 s without."""
-    partitions = sql.SQL(", ").join(qualified(INCOMING_SCHEMA, part.table) for part in parts)
+    partitions = sql.SQL(", ").join(qualified(PARTITION_SCHEMA, part.table) for part in parts)
     with psycopg.connect(url, autocommit=True) as holder, holder.transaction():
         holder.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(partitions))
-        control.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(qualified(INCOMING_SCHEMA, dataset.table)))
+        control.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(qualified(SCHEMA, dataset.table)))
 
 
-def _attach_indexes(conn: psycopg.Connection, dataset: Dataset, parts: list[_Part]) -> None:
-    """The partitioned table's primary key and indexes, made of its partitions' (attaching builds nothing)."""
-    parent = qualified(INCOMING_SCHEMA, dataset.table)
-    keys = sql.SQL(_quoted(dataset.primary_key))
-    (pkey, _), *secondary = index_names(dataset)
+def platform_comment(dataset: Dataset) -> str:
+    """The table's comment when the platform creates it; the source of its rows is in ``imdb_meta.loads``."""
+    return f"IMDb {dataset.file_name}: {dataset.description}"
+
+
+def _create_parent(conn: psycopg.Connection, dataset: Dataset) -> None:
+    """``imdb.<table>``, partitioned by range of its first key column, with the primary key and indexes that its
+    partitions' own become part of when they are attached, and the platform's comments."""
+    table = qualified(SCHEMA, dataset.table)
+    key = sql.Identifier(dataset.primary_key[0])
+    conn.execute(sql.SQL("{} PARTITION BY RANGE ({})").format(create_table_sql(dataset, SCHEMA), key))
+    (pkey, columns), *secondary = index_names(dataset)
     conn.execute(
-        sql.SQL("ALTER TABLE ONLY {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(parent, sql.Identifier(pkey), keys)
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+            table, sql.Identifier(pkey), sql.SQL(_quoted(columns))
+        )
     )
     for name, columns in secondary:
         conn.execute(
-            sql.SQL("CREATE INDEX {} ON ONLY {} ({})").format(sql.Identifier(name), parent, sql.SQL(_quoted(columns)))
+            sql.SQL("CREATE INDEX {} ON {} ({})").format(sql.Identifier(name), table, sql.SQL(_quoted(columns)))
         )
-    for part in parts:
-        for (name, _), (part_index, _) in zip(index_names(dataset), index_names(dataset, part.table), strict=True):
-            conn.execute(
-                sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
-                    qualified(INCOMING_SCHEMA, name), qualified(INCOMING_SCHEMA, part_index)
-                )
-            )
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(platform_comment(dataset))))
+    for column in dataset.columns:
+        target = sql.SQL("{}.{}").format(table, sql.Identifier(column.name))
+        conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(target, sql.Literal(column.description)))
+
+
+_COLUMNS = """
+SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attcollation::regcollation::text
+FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+"""
+_INDEXES = """
+SELECT i.indisprimary, ARRAY(SELECT a.attname::text
+                             FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+                             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n)
+FROM pg_index i WHERE i.indrelid = %s::regclass AND i.indexprs IS NULL AND i.indpred IS NULL
+"""
+
+
+def _layout_difference(conn: psycopg.Connection, dataset: Dataset, part: _Part) -> str | None:
+    """How the existing ``imdb.<table>`` differs from the layout this load's partitions need (None: it does not):
+    plain rather than partitioned, other columns, types or collations than ``part`` (built from the catalog), another
+    partition key, or one of the catalog's indexes missing. A user's extra index is no difference."""
+    parent = f"{SCHEMA}.{dataset.table}"
+    if _relkind(conn, dataset) != "p":
+        return "it is a plain table, from an older version of the platform"
+    if (
+        conn.execute(_COLUMNS, (parent,)).fetchall()
+        != conn.execute(_COLUMNS, (f"{PARTITION_SCHEMA}.{part.table}",)).fetchall()
+    ):
+        return "its columns differ from the catalog's"
+    key_matches = conn.execute(
+        "SELECT pg_get_partkeydef(%s::regclass) = 'RANGE (' || quote_ident(%s) || ')'", (parent, dataset.primary_key[0])
+    ).fetchone()[0]
+    if not key_matches:
+        return "its partition key differs from the catalog's"
+    indexes = {(primary, tuple(columns)) for primary, columns in conn.execute(_INDEXES, (parent,)).fetchall()}
+    needed = {(True, dataset.primary_key)} | {(False, columns) for columns in dataset.indexes}
+    if missing := needed - indexes:
+        return f"it lacks the index on {', '.join(_quoted(columns) for _, columns in sorted(missing))}"
+    return None
+
+
+_UNKEPT = """
+SELECT format('foreign key %%I of %%s', conname, conrelid::regclass) FROM pg_constraint
+WHERE contype = 'f' AND confrelid = %(table)s::regclass AND conparentid = 0
+UNION ALL
+SELECT format('publication %%I', p.pubname) FROM pg_publication p
+WHERE p.puballtables
+   OR EXISTS (SELECT FROM pg_publication_rel r WHERE r.prpubid = p.oid AND r.prrelid = %(table)s::regclass)
+"""
+_UNKEPT_PUBLISHED_SCHEMA = """
+UNION ALL
+SELECT format('publication %%I', p.pubname) FROM pg_publication p JOIN pg_publication_namespace n ON n.pnpubid = p.oid
+WHERE n.pnnspid = %(schema)s::regnamespace
+"""
+_UNKEPT_BY_REPLACING = """
+UNION ALL
+SELECT format('trigger %%I', tgname) FROM pg_trigger WHERE tgrelid = %(table)s::regclass AND NOT tgisinternal
+UNION ALL
+SELECT format('policy %%I', polname) FROM pg_policy WHERE polrelid = %(table)s::regclass
+UNION ALL
+SELECT format('rule %%I', rulename) FROM pg_rewrite WHERE ev_class = %(table)s::regclass
+UNION ALL
+SELECT format('constraint %%I', conname) FROM pg_constraint
+WHERE conrelid = %(table)s::regclass AND contype NOT IN ('p', 'n') AND NOT (contype = 'f' AND confrelid = conrelid)
+UNION ALL
+SELECT format('index %%s', i.indexrelid::regclass) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = %(table)s::regclass AND c.relname <> ALL(%(indexes)s)
+  AND NOT EXISTS (SELECT FROM pg_constraint WHERE conindid = i.indexrelid)
+UNION ALL
+SELECT format('column %%I', attname) FROM pg_attribute
+WHERE attrelid = %(table)s::regclass AND attnum > 0 AND NOT attisdropped AND attname <> ALL(%(columns)s)
+UNION ALL
+SELECT format('table %%s, which inherits from it', c.oid::regclass)
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = %(table)s::regclass AND NOT c.relispartition
+"""
+
+
+def _refuse_unkept(conn: psycopg.Connection, dataset: Dataset, *, replacing: bool) -> None:
+    """Raise ``RefreshRefused`` naming what ``imdb.<table>`` carries that the refresh would break or drop: a
+    foreign key referencing it (its rows are replaced wholesale) or a publication of it (subscribers would not see
+    the swap); and when ``replacing`` an older version's table, what a new table would not have: triggers,
+    policies, rules, constraints, indexes and columns of the user's, tables inheriting from it."""
+    if _relkind(conn, dataset) is None:
+        return
+    query = _UNKEPT
+    if conn.info.server_version >= 150000:  # publications of whole schemas
+        query += _UNKEPT_PUBLISHED_SCHEMA
+    if replacing:
+        query += _UNKEPT_BY_REPLACING
+    params = {
+        "table": f"{SCHEMA}.{dataset.table}",
+        "schema": SCHEMA,
+        "indexes": [name for name, _ in index_names(dataset)],
+        "columns": [column.name for column in dataset.columns],
+    }
+    if unkept := [what for (what,) in conn.execute(query, params).fetchall()]:
+        action = (
+            "replacing it with the platform's partitioned table would drop" if replacing else "its refresh would break"
+        )
+        raise RefreshRefused(
+            f"{SCHEMA}.{dataset.table}: {action} {', '.join(unkept)}; nothing was changed. "
+            "Drop or move them, then refresh again."
+        )
+
+
+_KEPT = """
+SELECT pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'),
+       ARRAY(SELECT ARRAY[CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g.grantee) END,
+                          g.privilege_type, g.is_grantable::text, '']
+             FROM aclexplode(c.relacl) g WHERE g.grantee <> c.relowner)
+       || ARRAY(SELECT ARRAY[CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g.grantee) END,
+                             g.privilege_type, g.is_grantable::text, a.attname::text]
+                FROM pg_attribute a, aclexplode(a.attacl) g
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND g.grantee <> c.relowner),
+       ARRAY(SELECT ARRAY[a.attname::text, col_description(c.oid, a.attnum)] FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND col_description(c.oid, a.attnum) IS NOT NULL)
+FROM pg_class c WHERE c.oid = %s::regclass
+"""
+
+
+def _replace_parent(conn: psycopg.Connection, dataset: Dataset, why: str, log: logging.Logger) -> None:
+    """Once, for a table of an older version or another layout: drop it and create the platform's partitioned
+    table, carrying over its owner, grants (column grants too), comments and dependent views, or refusing, before
+    changing anything, when it carries more than that."""
+    table = qualified(SCHEMA, dataset.table)
+    views = _dependent_views(conn, dataset)
+    # Take the locks in the order a reader of the outermost view does (view, inner views, table), so a reader and
+    # the swap wait for each other instead of deadlocking. (A materialized view's readers never reach the table,
+    # and LOCK refuses them: DROP ... CASCADE locks those.)
+    outermost_first = [v.qualified for v in reversed(views) if not v.materialized] + [table]
+    conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(outermost_first)))
+    _refuse_unkept(conn, dataset, replacing=True)
+    owner, comment, grants, column_comments = conn.execute(_KEPT, (f"{SCHEMA}.{dataset.table}",)).fetchone()
+    conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(table))
+    _create_parent(conn, dataset)
+    conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, sql.Identifier(owner)))
+    columns = {column.name for column in dataset.columns}
+    for grantee, privilege, grantable, column in grants:
+        if column and column not in columns:
+            continue  # the column is gone, and its grant with it
+        role = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        on = sql.SQL(" ({})").format(sql.Identifier(column)) if column else sql.SQL("")
+        option = sql.SQL(" WITH GRANT OPTION" if grantable == "true" else "")
+        conn.execute(sql.SQL("GRANT {}{} ON {} TO {}{}").format(sql.SQL(privilege), on, table, role, option))
+    if comment is not None:
+        conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(comment)))
+    for column, text in column_comments:
+        if column in columns:
+            target = sql.SQL("{}.{}").format(table, sql.Identifier(column))
+            conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(target, sql.Literal(text)))
+    for view in views:
+        view.recreate(conn)
+    names = ", ".join(f"{v.schema}.{v.name}" for v in views)
+    log.warning(
+        f"{SCHEMA}.{dataset.table} replaced, once, by a partitioned table ({why}), with its owner, grants and "
+        f"comments" + (f"; recreated views {names}" if names else "")
+    )
+
+
+def _retire_sha256_comment(conn: psycopg.Connection, dataset: Dataset) -> None:
+    """Older versions wrote the source's sha256 into the table's comment at every load: that comment becomes the
+    platform's current one (the sha256 is in ``imdb_meta.loads``). Any other comment is left as it is."""
+    table = qualified(SCHEMA, dataset.table)
+    comment = conn.execute("SELECT obj_description(%s::regclass, 'pg_class')", (f"{SCHEMA}.{dataset.table}",))
+    if (comment.fetchone()[0] or "").startswith(f"{platform_comment(dataset)} Source sha256 "):
+        conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(platform_comment(dataset))))
 
 
 @dataclass(frozen=True)
@@ -485,54 +693,51 @@ def _dependent_views(conn: psycopg.Connection, dataset: Dataset) -> list[_Depend
     ]
 
 
-_PARTITIONS = (
-    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass"
-)
+_PARTITIONS = """
+SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s::regclass
+"""
 
 
-def _swap(control: psycopg.Connection, dataset: Dataset, source_sha256: str, rows: int, log) -> list[str]:
-    """Replace ``imdb.<table>`` with the incoming table in one transaction, retrying while readers hold locks."""
+def _swap(
+    control: psycopg.Connection, dataset: Dataset, parts: list[_Part], source_sha256: str, rows: int, log
+) -> None:
+    """In one transaction, retried while readers hold locks: drop the partitions of ``imdb.<table>`` and attach
+    ``parts`` in their place (creating the table first if there is none, or replacing one of another layout)."""
+    parent = qualified(SCHEMA, dataset.table)
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
             with control.transaction():
                 control.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
-                current = control.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{dataset.table}",)).fetchone()[0]
-                views = _dependent_views(control, dataset) if current else []
-                if current:
-                    # Take the locks in the order a reader of the outermost view does (view, inner views, table),
-                    # so a reader and the swap wait for each other instead of deadlocking. (A materialized view's
-                    # readers never reach the table, and LOCK refuses them: DROP ... CASCADE locks those.)
-                    outermost_first = [v.qualified for v in reversed(views) if not v.materialized]
-                    outermost_first.append(qualified(SCHEMA, dataset.table))
+                old = []
+                if _relkind(control, dataset) is None:
+                    _create_parent(control, dataset)
+                    _refuse_unkept(control, dataset, replacing=False)  # a publication of all tables, or of imdb
+                elif why := _layout_difference(control, dataset, parts[0]):
+                    _replace_parent(control, dataset, why, log)
+                else:
+                    control.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(parent))
+                    _refuse_unkept(control, dataset, replacing=False)
+                    old = control.execute(_PARTITIONS, (f"{SCHEMA}.{dataset.table}",)).fetchall()
+                    if old:
+                        control.execute(
+                            sql.SQL("DROP TABLE {}").format(sql.SQL(", ").join(qualified(*name) for name in old))
+                        )
+                _retire_sha256_comment(control, dataset)
+                for part in parts:
                     control.execute(
-                        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(outermost_first))
-                    )
-                    control.execute(sql.SQL("DROP TABLE {} CASCADE").format(qualified(SCHEMA, dataset.table)))
-                control.execute(
-                    sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
-                        qualified(INCOMING_SCHEMA, dataset.table), sql.Identifier(SCHEMA)
-                    )
-                )
-                for (partition,) in control.execute(_PARTITIONS, (f"{SCHEMA}.{dataset.table}",)).fetchall():
-                    control.execute(
-                        sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
-                            qualified(INCOMING_SCHEMA, partition), sql.Identifier(PARTITION_SCHEMA)
+                        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
+                            parent, qualified(PARTITION_SCHEMA, part.table), part.bounds_sql()
                         )
                     )
-                for view in views:
-                    view.recreate(control)
-                _describe(control, dataset, source_sha256)
                 control.execute(
                     f"""INSERT INTO {META_SCHEMA}.loads (table_name, source_sha256, rows) VALUES (%s, %s, %s)
                         ON CONFLICT (table_name) DO UPDATE
                         SET source_sha256 = excluded.source_sha256, rows = excluded.rows, loaded_at = now()""",
                     (dataset.table, source_sha256, rows),
                 )
-            names = [f"{v.schema}.{v.name}" for v in views]
-            log.info(
-                f"{SCHEMA}.{dataset.table} swapped in" + (f"; recreated views {', '.join(names)}" if names else "")
-            )
-            return names
+            log.info(f"{SCHEMA}.{dataset.table} swapped in: {len(parts)} partition(s) attached, {len(old)} dropped")
+            return
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as error:
             log.warning(
                 f"{SCHEMA}.{dataset.table} is busy ({type(error).__name__}, attempt {attempt} of {SWAP_ATTEMPTS}); "
@@ -542,10 +747,14 @@ def _swap(control: psycopg.Connection, dataset: Dataset, source_sha256: str, row
     raise RuntimeError(f"could not swap {SCHEMA}.{dataset.table}: readers held it for every attempt")
 
 
-def _describe(conn: psycopg.Connection, dataset: Dataset, source_sha256: str) -> None:
-    table = qualified(SCHEMA, dataset.table)
-    comment = f"IMDb {dataset.file_name}: {dataset.description} Source sha256 {source_sha256}."
-    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(comment)))
-    for column in dataset.columns:
-        target = sql.SQL("{}.{}").format(table, sql.Identifier(column.name))
-        conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(target, sql.Literal(column.description)))
+def _refresh_materialized_views(control: psycopg.Connection, dataset: Dataset, log: logging.Logger) -> list[str]:
+    """Refresh the materialized views built on ``imdb.<table>`` (directly or through other views), inner ones
+    first, so they hold its new rows; plain views read them already."""
+    with control.transaction():
+        views = [view for view in _dependent_views(control, dataset) if view.materialized]
+    for view in views:
+        control.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(view.qualified))
+    names = [f"{view.schema}.{view.name}" for view in views]
+    if names:
+        log.info(f"{SCHEMA}.{dataset.table}: refreshed materialized views {', '.join(names)}")
+    return names

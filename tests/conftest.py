@@ -141,3 +141,9 @@ def changed_keys(result) -> set[str]:
 RATINGS = BY_STEM["title.ratings"]
 BASICS = BY_STEM["title.basics"]
 PRINCIPALS = BY_STEM["title.principals"]
+
+# Tables of imdb_partitions that are no table's partition: what a failed load must not leave behind.
+UNATTACHED = """
+SELECT count(*) FROM pg_class c
+WHERE c.relnamespace = 'imdb_partitions'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+"""

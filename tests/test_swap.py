@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import threading
+from decimal import Decimal
 
 import adbc_driver_postgresql.dbapi as adbc
 import numpy as np
@@ -17,9 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from imdb_assets import load, metadata
+from imdb_assets.assets import parsed_key, raw_key
 from imdb_assets.catalog import SCHEMA
 from imdb_assets.sample import generate
-from tests.conftest import BASICS, PRINCIPALS, RATINGS
+from tests.conftest import BASICS, PRINCIPALS, RATINGS, UNATTACHED
 
 
 def test_readers_see_old_or_new_table_and_dependent_views_survive(platform, mirror_dir, tmp_path, db_url):
@@ -72,16 +74,15 @@ def test_readers_see_old_or_new_table_and_dependent_views_survive(platform, mirr
     assert platform.query("SELECT col_description('analytics.stg_titles'::regclass, 2)") == [("as promoted",)]
     assert platform.query("SELECT has_table_privilege('analyst', 'analytics.stg_titles', 'SELECT')") == [(True,)]
     table_event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path[0] == SCHEMA)
-    assert table_event.materialization.metadata["recreated_views"].value == [
-        "analytics.stg_titles",
-        "analytics.genre_counts",
-        "analytics.title_count",
-    ]
+    # The views are the same objects, on the same table: only the materialized one needed its rows refreshed.
+    assert table_event.materialization.metadata["refreshed_views"].value == ["analytics.genre_counts"]
     assert platform.query(
         "SELECT conname FROM pg_constraint WHERE conrelid = 'imdb.title_basics'::regclass AND contype = 'p'"
     ) == [("title_basics_pkey",)]
-    assert platform.query(STATISTICS, "imdb", "title_basics") == [(False, len(BASICS.columns))]
-    assert platform.query(ANALYZED, "imdb.title_basics") == [(1, 0)]
+    assert platform.query(STATISTICS, "imdb", "title_basics") == [(True, len(BASICS.columns))]
+    ((schema, name, bounds),) = platform.query(PARTITIONS, "imdb.title_basics")  # a frame too small to split
+    assert bounds == "FOR VALUES FROM (MINVALUE) TO (MAXVALUE)"
+    assert platform.query(ANALYZED, f"{schema}.{name}") == [(1, 0)]
 
 
 STATISTICS = """
@@ -122,9 +123,11 @@ def test_a_frame_of_many_row_groups_loads_into_key_range_partitions_side_by_side
     )
     assert result.rows == len(frame) and platform.table(RATINGS) == before  # same rows, whichever part took them
     partitions = platform.query(PARTITIONS, "imdb.title_ratings")
-    assert [(schema, name) for schema, name, _ in partitions] == [
-        ("imdb_partitions", f"title_ratings_{n}") for n in range(1, streams + 1)
-    ]
+    assert {schema for schema, _, _ in partitions} == {"imdb_partitions"}
+    load_ids = {
+        re.fullmatch(rf"title_ratings_([0-9a-f]{{8}})_{n}", name)[1] for n, (_, name, _) in enumerate(partitions, 1)
+    }
+    assert len(partitions) == streams and len(load_ids) == 1  # named for their load, numbered in key order
     ranges = [re.fullmatch(r"FOR VALUES FROM \((.+)\) TO \((.+)\)", bound).groups() for _, _, bound in partitions]
     assert ranges[0][0] == "MINVALUE" and ranges[-1][1] == "MAXVALUE"  # contiguous ranges covering every key
     assert all(high == low for (_, high), (low, _) in itertools.pairwise(ranges))
@@ -138,7 +141,7 @@ def test_a_frame_of_many_row_groups_loads_into_key_range_partitions_side_by_side
     assert platform.query("SELECT indisvalid FROM pg_index WHERE indrelid = 'imdb.title_ratings'::regclass") == [
         (True,)
     ]
-    assert platform.query("SELECT * FROM public.well_rated ORDER BY 1") == well_rated  # recreated on the new table
+    assert platform.query("SELECT * FROM public.well_rated ORDER BY 1") == well_rated  # the same view, on the new rows
     # Statistics for the whole table and for each partition, each partition analyzed once, by its own part, after
     # its rows were counted: autovacuum has no change left to analyze again.
     columns = len(RATINGS.columns)
@@ -157,9 +160,7 @@ def test_a_frame_of_many_row_groups_loads_into_key_range_partitions_side_by_side
     shuffled = frame.take(np.random.default_rng(0).permutation(len(frame)))
     load.load_table(RATINGS, _in_groups(platform, shuffled, "shuffled.parquet"), db_url, source_sha256="x", log=log)
     assert platform.table(RATINGS) == before
-    assert platform.query(
-        "SELECT count(*) FROM pg_tables WHERE schemaname IN ('imdb_partitions', 'imdb_incoming')"
-    ) == [(streams,)]
+    assert platform.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'imdb_partitions'") == [(streams,)]
     assert platform.query("SELECT * FROM public.well_rated ORDER BY 1") == well_rated
     partitions = platform.query(PARTITIONS, "imdb.title_ratings")
 
@@ -168,7 +169,7 @@ def test_a_frame_of_many_row_groups_loads_into_key_range_partitions_side_by_side
     with pytest.raises(adbc.IntegrityError, match=r"Key \(tconst\)=\(tt\d+\) is duplicated"):
         load.load_table(RATINGS, duplicated, db_url, source_sha256="duplicated", log=log)
     assert platform.table(RATINGS) == before
-    assert platform.query("SELECT to_regclass('imdb_incoming.title_ratings')") == [(None,)]
+    assert platform.query(UNATTACHED) == [(0,)]
     assert platform.query(PARTITIONS, "imdb.title_ratings") == partitions
 
 
@@ -214,3 +215,225 @@ def test_the_copy_gets_every_row_once_in_slices_that_fit_a_socket_buffer(platfor
     monkeypatch.setattr(load, "COPY_CHUNK_BYTES", 1)  # a slice per row: no row is lost or sent twice at the seams
     result = load.load_table(BASICS, str(platform.store.parquet_path(BASICS)), db_url, source_sha256="by the row")
     assert result.rows == batch.num_rows and platform.table(BASICS) == before
+
+
+ROLES = """
+DO $$ BEGIN
+    CREATE ROLE swap_default_reader; CREATE ROLE swap_table_reader; CREATE ROLE swap_column_reader;
+    CREATE ROLE swap_owner; CREATE ROLE swap_rls_reader;
+EXCEPTION WHEN duplicate_object THEN NULL; END $$
+"""
+USAGE = "GRANT USAGE ON SCHEMA imdb TO swap_default_reader, swap_table_reader, swap_column_reader, swap_rls_reader"
+OWNER = "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass"
+
+
+def _changed(platform, name: str, drop: int = 100) -> str:
+    """The frame of the last refresh of title.ratings without its last ``drop`` rows, a Parquet file of its own."""
+    frame = pq.read_table(platform.store.parquet_path(RATINGS))
+    return _in_groups(platform, frame.slice(0, len(frame) - drop), name)
+
+
+def _as(platform, role: str, statement: str) -> list[tuple]:
+    with psycopg.connect(platform.db_url) as conn, conn.transaction():
+        conn.execute(f"SET LOCAL ROLE {role}")
+        return conn.execute(statement).fetchall()
+
+
+def test_a_reload_keeps_grants_default_privileges_comments_and_owner(platform, db_url):
+    platform.query(ROLES)
+    platform.query(
+        "CREATE SCHEMA imdb; ALTER DEFAULT PRIVILEGES IN SCHEMA imdb GRANT SELECT ON TABLES TO swap_default_reader"
+    )
+    platform.query(USAGE)
+    platform.refresh(RATINGS)
+    platform.query("INSERT INTO imdb.title_ratings VALUES ('tt9999999', 5.0, 1)")  # gone at the next reload
+    rows = platform.query("SELECT count(*) FROM imdb.title_ratings")[0][0]
+    table_id = platform.query("SELECT 'imdb.title_ratings'::regclass::oid")
+    # The platform's own comment, set when it created the table: the sha256 is in imdb_meta.loads.
+    assert platform.query("SELECT obj_description('imdb.title_ratings'::regclass)") == [
+        (f"IMDb {RATINGS.file_name}: {RATINGS.description}",)
+    ]
+    platform.query(
+        """GRANT SELECT ON imdb.title_ratings TO swap_table_reader;
+        GRANT SELECT (tconst, num_votes) ON imdb.title_ratings TO swap_column_reader;
+        COMMENT ON TABLE imdb.title_ratings IS 'ratings, as our team uses them';
+        COMMENT ON COLUMN imdb.title_ratings.num_votes IS 'votes, ours';
+        ALTER TABLE imdb.title_ratings OWNER TO swap_owner"""
+    )
+
+    result = load.load_table(RATINGS, _changed(platform, "changed.parquet"), db_url, source_sha256="changed")
+    assert result.rows == rows - 101
+    assert platform.query("SELECT 'imdb.title_ratings'::regclass::oid") == table_id  # the same table, new rows
+    for role in ("swap_default_reader", "swap_table_reader"):
+        assert _as(platform, role, "SELECT count(*) FROM imdb.title_ratings") == [(rows - 101,)]
+    assert _as(platform, "swap_column_reader", "SELECT count(num_votes) FROM imdb.title_ratings") == [(rows - 101,)]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        _as(platform, "swap_column_reader", "SELECT average_rating FROM imdb.title_ratings")
+    assert platform.query("SELECT obj_description('imdb.title_ratings'::regclass)") == [
+        ("ratings, as our team uses them",)
+    ]
+    assert platform.query("SELECT col_description('imdb.title_ratings'::regclass, 3)") == [("votes, ours",)]
+    assert platform.query("SELECT col_description('imdb.title_ratings'::regclass, 1)") == [
+        (RATINGS.columns[0].description,)
+    ]
+    assert platform.query(OWNER, "imdb.title_ratings") == [("swap_owner",)]
+    assert platform.query("SELECT source_sha256, rows FROM imdb_meta.loads") == [("changed", rows - 101)]
+
+
+def test_a_foreign_key_or_a_publication_is_refused_before_anything_changes(platform, db_url):
+    platform.refresh(RATINGS)
+    before = platform.table(RATINGS)
+    partitions = platform.query(PARTITIONS, "imdb.title_ratings")
+    loaded = platform.query("SELECT * FROM imdb_meta.loads")
+    changed = _changed(platform, "changed.parquet")
+    platform.query(
+        f"""CREATE TABLE public.watchlist (tconst text REFERENCES imdb.title_ratings (tconst));
+        INSERT INTO public.watchlist VALUES ('{before[0][0]}')"""
+    )
+
+    def refused(match: str) -> None:
+        with pytest.raises(load.RefreshRefused, match=match):
+            load.load_table(RATINGS, changed, db_url, source_sha256="changed")
+        assert platform.table(RATINGS) == before
+        assert platform.query(PARTITIONS, "imdb.title_ratings") == partitions
+        assert platform.query("SELECT * FROM imdb_meta.loads") == loaded
+        assert platform.query(UNATTACHED) == [(0,)]
+
+    refused(r"^imdb\.title_ratings: its refresh would break foreign key watchlist_tconst_fkey of watchlist; nothing")
+    platform.query("DROP TABLE public.watchlist; CREATE PUBLICATION ratings_feed FOR TABLE imdb.title_ratings")
+    refused(r"would break publication ratings_feed;")
+    platform.query("DROP PUBLICATION ratings_feed")
+    assert load.load_table(RATINGS, changed, db_url, source_sha256="changed").rows == len(before) - 100
+
+
+def test_a_trigger_and_a_row_level_security_policy_keep_working_after_a_reload(platform, db_url):
+    platform.query(ROLES)
+    platform.refresh(RATINGS)
+    platform.query(
+        f"""{USAGE};
+        CREATE TABLE public.rating_changes (tconst text, votes int);
+        CREATE FUNCTION public.record_change() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO public.rating_changes VALUES (NEW.tconst, NEW.num_votes); RETURN NEW; END $$;
+        CREATE TRIGGER record_change AFTER UPDATE ON imdb.title_ratings
+            FOR EACH ROW EXECUTE FUNCTION public.record_change();
+        ALTER TABLE imdb.title_ratings ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY well_rated ON imdb.title_ratings FOR SELECT TO swap_rls_reader USING (average_rating >= 8);
+        GRANT SELECT ON imdb.title_ratings TO swap_rls_reader"""
+    )
+
+    load.load_table(RATINGS, _changed(platform, "changed.parquet"), db_url, source_sha256="changed")
+    (tconst, votes), *_ = platform.query("SELECT tconst, num_votes FROM imdb.title_ratings ORDER BY tconst")
+    platform.query("UPDATE imdb.title_ratings SET num_votes = num_votes + 1 WHERE tconst = %s", tconst)
+    assert platform.query("SELECT * FROM public.rating_changes") == [(tconst, votes + 1)]
+    well_rated = platform.query("SELECT count(*) FROM imdb.title_ratings WHERE average_rating >= 8")
+    assert 0 < well_rated[0][0] < platform.query("SELECT count(*) FROM imdb.title_ratings")[0][0]
+    assert _as(platform, "swap_rls_reader", "SELECT count(*) FROM imdb.title_ratings") == well_rated
+
+
+def test_an_older_plain_table_is_replaced_once_keeping_grants_comments_owner_and_views(platform, db_url, caplog):
+    """Older versions swapped in a new table at every load; the first load of this one replaces it by a
+    partitioned table, carrying over what users attached to it, or refuses, naming what it cannot carry."""
+    platform.query(ROLES)
+    platform.refresh(RATINGS, layers=(raw_key, parsed_key))
+    frame = str(platform.store.parquet_path(RATINGS))
+    old_comment = f"IMDb {RATINGS.file_name}: {RATINGS.description} Source sha256 0123abcd."
+
+    def older_table(extra: str = "") -> None:
+        platform.query(
+            f"""DROP SCHEMA IF EXISTS imdb CASCADE; CREATE SCHEMA imdb;
+            {load.create_table_sql(RATINGS, SCHEMA).as_string(None)};
+            ALTER TABLE imdb.title_ratings ADD CONSTRAINT title_ratings_pkey PRIMARY KEY (tconst);
+            INSERT INTO imdb.title_ratings VALUES ('tt0000001', 5.5, 10);
+            COMMENT ON TABLE imdb.title_ratings IS '{old_comment}';
+            {USAGE};
+            {extra}"""
+        )
+
+    older_table(
+        """GRANT SELECT ON imdb.title_ratings TO swap_table_reader;
+        GRANT SELECT (tconst) ON imdb.title_ratings TO swap_column_reader;
+        COMMENT ON COLUMN imdb.title_ratings.num_votes IS 'votes, ours';
+        ALTER TABLE imdb.title_ratings OWNER TO swap_owner;
+        CREATE VIEW public.top AS SELECT tconst FROM imdb.title_ratings WHERE average_rating >= 8;
+        GRANT SELECT ON public.top TO swap_table_reader"""
+    )
+    with caplog.at_level(logging.WARNING, logger="test_load"):
+        load.load_table(RATINGS, frame, db_url, source_sha256="new", log=logging.getLogger("test_load"))
+    assert "imdb.title_ratings replaced, once, by a partitioned table (it is a plain table" in caplog.text
+    assert "recreated views public.top" in caplog.text
+    assert platform.query("SELECT relkind FROM pg_class WHERE oid = 'imdb.title_ratings'::regclass") == [("p",)]
+    rows = len(pq.read_table(frame))
+    assert _as(platform, "swap_table_reader", "SELECT count(*) FROM imdb.title_ratings") == [(rows,)]
+    assert _as(platform, "swap_column_reader", "SELECT count(tconst) FROM imdb.title_ratings") == [(rows,)]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        _as(platform, "swap_column_reader", "SELECT num_votes FROM imdb.title_ratings")
+    top = platform.query("SELECT count(*) FROM imdb.title_ratings WHERE average_rating >= 8")
+    assert _as(platform, "swap_table_reader", "SELECT count(*) FROM public.top") == top
+    assert platform.query(OWNER, "imdb.title_ratings") == [("swap_owner",)]
+    assert platform.query("SELECT col_description('imdb.title_ratings'::regclass, 3)") == [("votes, ours",)]
+    # The older versions' comment named the source's sha256: it becomes the platform's comment of today.
+    assert platform.query("SELECT obj_description('imdb.title_ratings'::regclass)") == [
+        (f"IMDb {RATINGS.file_name}: {RATINGS.description}",)
+    ]
+
+    # A partitioned table of another layout than the catalog's is replaced the same way.
+    platform.query("ALTER TABLE imdb.title_ratings ALTER COLUMN num_votes TYPE bigint")
+    with caplog.at_level(logging.WARNING, logger="test_load"):
+        load.load_table(RATINGS, frame, db_url, source_sha256="newer", log=logging.getLogger("test_load"))
+    assert "(its columns differ from the catalog's)" in caplog.text
+    assert platform.query("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attname = 'num_votes' "
+                          "AND attrelid = 'imdb.title_ratings'::regclass") == [("integer",)]  # fmt: skip
+    assert _as(platform, "swap_table_reader", "SELECT count(*) FROM public.top") == top
+    assert platform.query(OWNER, "imdb.title_ratings") == [("swap_owner",)]
+
+    older_table(
+        """ALTER TABLE imdb.title_ratings ADD COLUMN note text;
+        CREATE FUNCTION public.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+        CREATE TRIGGER audit BEFORE INSERT ON imdb.title_ratings FOR EACH ROW EXECUTE FUNCTION public.nothing();
+        CREATE POLICY mine ON imdb.title_ratings USING (true)"""
+    )
+    with pytest.raises(load.RefreshRefused, match=r"would drop trigger audit, policy mine, column note; nothing"):
+        load.load_table(RATINGS, frame, db_url, source_sha256="newest")
+    assert platform.query("SELECT relkind FROM pg_class WHERE oid = 'imdb.title_ratings'::regclass") == [("r",)]
+    assert platform.query("SELECT * FROM imdb.title_ratings") == [("tt0000001", Decimal("5.5"), 10, None)]
+    assert platform.query(UNATTACHED) == [(0,)]
+
+
+def test_parts_attach_without_a_scan_and_a_crashed_loads_parts_are_dropped(platform, db_url, monkeypatch):
+    """Each part's CHECK constraint is its range: attaching it proves the partition constraint without reading
+    the rows, which the server says at debug1."""
+    monkeypatch.setattr(load, "MIN_PART_ROWS", 1)
+    platform.refresh(RATINGS, layers=(raw_key, parsed_key))
+    frame = _in_groups(platform, pq.read_table(platform.store.parquet_path(RATINGS)), "groups.parquet")
+    platform.query(
+        f"""CREATE SCHEMA imdb_partitions;
+        {load.create_table_sql(RATINGS, "imdb_partitions", "title_ratings_0badcafe_1").as_string(None)};
+        CREATE TABLE imdb_partitions.title_ratings_backup (tconst text)"""
+    )
+    notices: list[str] = []
+    connect = psycopg.connect
+
+    def debug_connect(*args, **kwargs):
+        conn = connect(*args, **kwargs)
+        conn.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+        conn.execute("SET client_min_messages = debug1")
+        return conn
+
+    monkeypatch.setattr(psycopg, "connect", debug_connect)
+    with pytest.raises(ValueError, match="connections must be at least 1, not 0"):
+        load.load_table(RATINGS, frame, db_url, source_sha256="none", connections=0)
+    for connections, parts in [(1, 1), (None, min(os.cpu_count() or 1, 7))]:
+        notices.clear()
+        load.load_table(RATINGS, frame, db_url, source_sha256="s", connections=connections)
+        partitions = [name for _, name, _ in platform.query(PARTITIONS, "imdb.title_ratings")]
+        assert len(partitions) == parts
+        implied = [n for n in notices if n.endswith("is implied by existing constraints")]
+        assert implied == [
+            f'partition constraint for table "{name}" is implied by existing constraints' for name in partitions
+        ]
+    monkeypatch.undo()
+    # The crashed load's part is gone, a table of another name is not.
+    assert platform.query(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'imdb_partitions' AND tablename NOT IN "
+        "(SELECT relname FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid)"
+    ) == [("title_ratings_backup",)]
