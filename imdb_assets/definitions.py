@@ -39,7 +39,7 @@ imdb_refresh = define_asset_job(
 # Steps run in parallel processes forked from a server that has already imported the code, so a step does not
 # re-import Dagster, Polars and Arrow (startup drops from ~4 s to ~1-2 s a step).
 executor = multiprocess_executor.configured(
-    {"max_concurrent": os.cpu_count() or 2, "start_method": {"forkserver": {"preload_modules": ["imdb_assets"]}}}
+    {"max_concurrent": settings.cpu_count(), "start_method": {"forkserver": {"preload_modules": ["imdb_assets"]}}}
 )
 
 defs = Definitions(

@@ -18,7 +18,6 @@ whole new one; any failure before that commit leaves the old table, and its view
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from imdb_assets import database, settings
 from imdb_assets.catalog import SCHEMA, Column, Dataset
 from imdb_assets.parse import read_ahead
 
@@ -339,7 +339,7 @@ def _ingest(control: psycopg.Connection, dataset: Dataset, parquet: str, url: st
     partitions, each loaded and indexed in its own transaction, took 9.6-11.4 s for all of it. For 20M rows, one
     table (one COPY, then parallel index builds) took 31.4 s, two partitions 23.5 s."""
     source = pq.ParquetFile(parquet)
-    parts = _plan_parts(dataset, source, os.cpu_count() or 1)
+    parts = _plan_parts(dataset, source, database.available_connections(control, settings.load_connections()))
     partitioned = len(parts) > 1
     incoming = qualified(INCOMING_SCHEMA, dataset.table)
     with control.transaction():
