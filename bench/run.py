@@ -255,14 +255,14 @@ def postmaster_pid(work: Path) -> int | None:
     session's backend if that runs on this machine, else None (its CPU is then not measured)."""
     if not settings.database_url():
         return int((work / "postgres" / "postmaster.pid").read_text().split()[0])
-    with psycopg.connect(bench_url(work)) as conn:
+    with psycopg.connect(bench_url(work)) as conn:  # the backend exists only while its session is open
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    try:
-        if Path(f"/proc/{backend}/comm").read_text().strip() != "postgres":
+        try:
+            if Path(f"/proc/{backend}/comm").read_text().strip() != "postgres":
+                return None
+            return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
             return None
-        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return None
 
 
 def server_cpu_seconds(work: Path) -> float:

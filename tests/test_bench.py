@@ -60,8 +60,8 @@ def test_bench_runs_against_the_server_of_database_url(stock_server, tmp_path):
     measured = json.loads((results / "rows_200000_title_principals_database_url.json").read_text())
     assert [m["method"] for m in measured] == ["platform_refresh", "platform_load", "copy_text", "copy_text_arrays"]
     assert len({m["rows"] for m in measured}) == 1
-    assert all(m["client_cpu_seconds"] > 0 for m in measured)
-    assert sum(m["server_cpu_seconds"] for m in measured) > 0.1  # the stock server runs here: its processes are seen
+    for m in measured:  # the stock server runs on this machine: its processes are seen
+        assert m["server_cpu_seconds"] > 0 < m["client_cpu_seconds"], m
     report = (results / "rows_200000_title_principals_database_url.md").read_text()
     assert "- PostgreSQL 15." in report
     assert f"(DATABASE_URL, 127.0.0.1:{stock_server.port}): wal_level=replica," in report
