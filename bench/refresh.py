@@ -58,7 +58,7 @@ def _environment(data: Path, work: Path) -> dict[str, str]:
 
 
 def _empty_named_database(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(database.normalize_url(url), autocommit=True) as conn:
         for schema in PLATFORM_SCHEMAS:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 

@@ -3,8 +3,9 @@
     uv run python -m bench.run --rows 20370000                      # every file at 1/10 of IMDb, and a whole refresh
     uv run python -m bench.run --principals 1000000,5000000,20000000  # peak RSS by size of title.principals
 
-Methods, each in a child process of its own (its peak RSS sampled from /proc, its own), against the same embedded
-PostgreSQL with the same settings, into a table of the same DDL with the same primary key and indexes, then ANALYZE:
+Methods, each in a child process of its own (its peak RSS sampled from /proc, its own), against the same
+PostgreSQL with the same settings (the embedded one, or the server of ``DATABASE_URL``: its ``imdb`` schema is
+replaced), into a table of the same DDL with the same primary key and indexes, then ANALYZE:
 
 - ``platform_refresh``: a whole file's refresh, ``.tsv.gz`` on disk -> Parquet frame -> swapped table;
 - ``platform_load``: the table asset's load alone, Parquet frame -> indexed, analyzed, swapped table;
@@ -32,11 +33,12 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import psycopg
 
-from imdb_assets import database, load, parse
+from imdb_assets import database, load, parse, settings
 from imdb_assets.catalog import BY_STEM, DATASETS, LIST_SEPARATORS, Column, Dataset, Kind
 from imdb_assets.sample import MANIFEST, Counts, Manifest, generate
 
@@ -69,7 +71,7 @@ class Measurement:
     def cpu_bound_seconds(self) -> float:
         """The least wall time this much work can take on this machine: all of it, client and server, spread
         perfectly over every core."""
-        return (self.client_cpu_seconds + self.server_cpu_seconds) / (os.cpu_count() or 1)
+        return (self.client_cpu_seconds + self.server_cpu_seconds) / settings.cpu_count()
 
 
 # --- the methods, run in a child process -------------------------------------------------------------------------
@@ -242,10 +244,33 @@ def ensure_data(folder: Path, rows: int, only: list[str] | None = None) -> Path:
     return folder
 
 
+def bench_url(work: Path) -> str:
+    """The server under test: ``DATABASE_URL``'s, else the embedded one under ``work``."""
+    return database.resolve_url(settings.database_url(), work)
+
+
+@cache
+def postmaster_pid(work: Path) -> int | None:
+    """The server's postmaster: the embedded one's from its pid file; for ``DATABASE_URL``, the parent of a
+    session's backend if that runs on this machine, else None (its CPU is then not measured)."""
+    if not settings.database_url():
+        return int((work / "postgres" / "postmaster.pid").read_text().split()[0])
+    with psycopg.connect(bench_url(work)) as conn:  # the backend exists only while its session is open
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        try:
+            if Path(f"/proc/{backend}/comm").read_text().strip() != "postgres":
+                return None
+            return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return None
+
+
 def server_cpu_seconds(work: Path) -> float:
-    """CPU used so far by the embedded server: the postmaster, its exited children (backends, parallel workers,
-    the checkpointer...) and its live ones."""
-    postmaster = int((work / "postgres" / "postmaster.pid").read_text().split()[0])
+    """CPU used so far by the server: the postmaster, its exited children (backends, parallel workers, the
+    checkpointer...) and its live ones; 0 for a server on another machine."""
+    postmaster = postmaster_pid(work)
+    if postmaster is None:
+        return 0.0
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for entry in Path("/proc").iterdir():
@@ -358,8 +383,7 @@ def whole_refresh(data: Path, work: Path, url: str) -> tuple[Measurement, float]
     """All seven files as a user refreshes them, raw copies on disk -> tables, in one Dagster run with the code
     location's executor. The copy from the mirror (and its gzip check) runs first and is timed apart."""
     env = os.environ | {"IMDB_BASE_URL": data.absolute().as_uri() + "/", "IMDB_DATA_DIR": str(work)}
-    for name in ("DAGSTER_HOME", "DATABASE_URL"):
-        env.pop(name, None)  # a throwaway Dagster instance, and the bench's own embedded server
+    env.pop("DAGSTER_HOME", None)  # a throwaway Dagster instance; DATABASE_URL, if set, is the server under test
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{load.SCHEMA}" CASCADE')
         conn.execute(f'DROP SCHEMA IF EXISTS "{load.META_SCHEMA}" CASCADE')
@@ -400,14 +424,15 @@ def machine() -> str:
     lines = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
     memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GB RAM, {platform.system()} {platform.release()}"
+    return f"{settings.cpu_count()} cores ({cpu}), {memory:.0f} GB RAM, {platform.system()} {platform.release()}"
 
 
 def server_description(url: str) -> str:
     with psycopg.connect(url) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
-        settings = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in database.EMBEDDED_SETTINGS}
-    return f"PostgreSQL {version} (embedded, pgserver): " + ", ".join(f"{k}={v}" for k, v in settings.items())
+        shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in database.EMBEDDED_SETTINGS}
+        where = f"DATABASE_URL, {conn.info.host}:{conn.info.port}" if settings.database_url() else "embedded, pgserver"
+    return f"PostgreSQL {version} ({where}): " + ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
 def ratio_columns(m: Measurement, by_method: dict[str, Measurement]) -> tuple[str, str, str, str]:
@@ -478,7 +503,7 @@ def plot(measurements: list[Measurement], path: Path, title: str) -> None:
 def compare(args: argparse.Namespace) -> None:
     data = ensure_data(args.data or RESULTS / "data" / str(args.rows), args.rows)
     work = args.work
-    url = database.resolve_url(None, work)
+    url = bench_url(work)
     files = [BY_STEM[s] for s in args.files] if args.files else list(DATASETS)
     measurements: list[Measurement] = []
     for dataset in [] if args.refresh_only else files:
@@ -492,6 +517,7 @@ def compare(args: argparse.Namespace) -> None:
         print(f"  {whole.seconds:.1f} s, {whole.rows_per_second:,.0f} rows/s, peak RSS {whole.peak_rss_mb:,.0f} MB")
     label = f"rows_{args.rows}" + (f"_{'_'.join(d.table for d in files)}" if args.files else "")
     label += "_refresh" if args.refresh_only else ""
+    label += "_database_url" if settings.database_url() else ""  # beside the embedded server's report, not over it
     header = [
         f"# Load benchmark: {args.rows:,} rows ({args.rows / IMDB_ROWS:.3g} of IMDb's ~{IMDB_ROWS / 1e6:.0f}M)",
         "",
@@ -511,7 +537,8 @@ def compare(args: argparse.Namespace) -> None:
         f"- `platform_load` and the COPY texts ran {args.repeat} time(s) each, in turn; each row is the median run "
         "(all runs in its note).",
         "- Peak RSS is the client's: the method's process and its children (summed PSS, or one process's high-water "
-        "mark if higher, sampled every 0.1 s); server CPU is the embedded PostgreSQL's, all its processes.",
+        "mark if higher, sampled every 0.1 s); server CPU is the server's, all its processes (none measured for a "
+        "server on another machine).",
         "- Client CPU is the method's process, every thread, over the timed work (for batch insert, the slice's). "
         "The CPU bound is (client + server CPU) / cores against COPY text's time: the best any schedule of that "
         "work could do on this machine, so above 1.00x a method cannot reach COPY text's time here.",
@@ -536,7 +563,7 @@ def write_results(label: str, measurements: list[Measurement], header: list[str]
 def memory_by_size(args: argparse.Namespace) -> None:
     """title.principals alone at several sizes: the platform's peak RSS should not grow with the file."""
     dataset = BY_STEM["title.principals"]
-    url = database.resolve_url(None, args.work)
+    url = bench_url(args.work)
     measurements = []
     for rows in args.principals:
         total = round(rows * IMDB_ROWS / (dataset.share_of_rows * 1_000_000))
@@ -586,7 +613,7 @@ def main(argv: list[str] | None = None) -> None:
     args.rows = args.rows or rows_of(args.data)
     if args.child:
         dataset = BY_STEM[args.file]
-        url = database.resolve_url(None, args.work)
+        url = bench_url(args.work)
         raw = args.data / dataset.file_name
         # CPU over the method's work alone, on both sides, so that it compares with the time the method reports.
         client, server = time.process_time(), server_cpu_seconds(args.work)

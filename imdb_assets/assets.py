@@ -203,7 +203,14 @@ def _load(
     current = load.current_load(url, dataset)
     reloaded = not (current and current.source_sha256 == parsed.source_sha256)
     if reloaded:
-        result = load.load_table(dataset, str(parquet), url, source_sha256=parsed.source_sha256, log=context.log)
+        result = load.load_table(
+            dataset,
+            str(parquet),
+            url,
+            source_sha256=parsed.source_sha256,
+            log=context.log,
+            connections=warehouse.load_connections,
+        )
         context.log.info(
             f"{SCHEMA}.{dataset.table}: {result.rows:,} rows in {result.seconds:.1f}s "
             f"({result.rows_per_second:,.0f} rows/s)"

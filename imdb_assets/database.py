@@ -3,7 +3,8 @@
 The embedded server (the `pgserver` wheel ships the binaries) lives in ``IMDB_DATA_DIR/postgres``, is started on
 first use and left running, so every later process (run workers, the webserver, the daemon, tests) reuses it.
 It is configured for bulk loads: minimal WAL, so a table created and filled in one transaction skips the WAL;
-generous memory for index builds.
+generous memory for index builds. A setting that needs a restart waits until a process finds no other client
+connected: a restart would cut off their work.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import psycopg
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
     import pgserver
-    from pgserver import _commands
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,16 @@ EMBEDDED_SETTINGS = {
     "max_connections": "200",
 }
 NEEDS_RESTART = {"wal_level", "max_wal_senders", "shared_buffers", "max_connections"}
+
+# Connections a load leaves free for everyone else (Dagster's storage, dbt, a person with psql).
+SPARE_CONNECTIONS = 3
+
+
+def normalize_url(url: str) -> str:
+    """``url`` with the ``postgres://`` scheme spelled ``postgresql://``: libpq takes both, SQLAlchemy (Dagster's
+    storage) only the latter."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql://{rest}" if sep and scheme.lower() == "postgres" else url
 
 
 def with_database(url: str, database: str) -> str:
@@ -75,29 +85,68 @@ def _start_tuned(pgdata: Path) -> str:
             conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
         if stale.keys() - NEEDS_RESTART:
             conn.execute("SELECT pg_reload_conf()")
-    if stale.keys() & NEEDS_RESTART:
-        log.info("restarting the embedded PostgreSQL to apply %s", sorted(stale))
-        _commands.pg_ctl(["-w", "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
+        pending = sorted(stale.keys() & NEEDS_RESTART)
+        others = _other_clients(conn) if pending else 0
+    if pending and others:
+        # A restart would cut off another process's work (a load, a run, the webserver); a later start applies it.
+        log.warning(
+            "the embedded PostgreSQL keeps its current %s until no other client is connected (%d are now)",
+            ", ".join(pending),
+            others,
+        )
+    elif pending:
+        log.info("restarting the embedded PostgreSQL to apply %s", ", ".join(pending))
+        pgserver.pg_ctl(["-w", "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
         server = pgserver.get_server(pgdata, cleanup_mode=None)
         url = server.get_uri()
     return url
 
 
+def _other_clients(conn: psycopg.Connection) -> int:
+    """Client sessions on the server besides ``conn``'s own."""
+    return conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    ).fetchone()[0]
+
+
+def available_connections(conn: psycopg.Connection, wanted: int) -> int:
+    """How many of ``wanted`` new connections the server behind ``conn`` can take now: its ``max_connections``
+    less the slots reserved for superusers (and, on 16+, for ``pg_use_reserved_connections``), the client sessions
+    already open and ``SPARE_CONNECTIONS`` for others; at least 1."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")  # in a transaction, pg_stat_activity keeps its first answer
+    free = conn.execute(
+        """SELECT current_setting('max_connections')::int
+                - current_setting('superuser_reserved_connections')::int
+                - coalesce(current_setting('reserved_connections', true)::int, 0)
+                - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"""
+    ).fetchone()[0]
+    return max(1, min(wanted, free - SPARE_CONNECTIONS))
+
+
 def ensure_database(server_url: str, database: str) -> str:
     """Create ``database`` on the server if missing; return its URI."""
+    server_url = normalize_url(server_url)
     with psycopg.connect(server_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if not exists:
             # Another process may create it between the check and here.
             with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
-                conn.execute(f'CREATE DATABASE "{database}"')
+                try:
+                    conn.execute(f'CREATE DATABASE "{database}"')
+                except psycopg.errors.InsufficientPrivilege as error:
+                    user = conn.info.user
+                    raise PermissionError(
+                        f"database {database!r} does not exist on {conn.info.host}:{conn.info.port} and role "
+                        f"{user!r} may not create it: create it (CREATE DATABASE {database} OWNER {user}) "
+                        f"or grant the role CREATEDB"
+                    ) from error
     return with_database(server_url, database)
 
 
 def resolve_url(database_url: str | None, data_dir: Path) -> str:
-    """The IMDb database: ``database_url`` as given, or the embedded server's ``imdb`` database."""
+    """The IMDb database: ``database_url`` (normalized), or the embedded server's ``imdb`` database."""
     if database_url:
-        return database_url
+        return normalize_url(database_url)
     return ensure_database(embedded_server_url(data_dir), IMDB_DATABASE)
 
 
@@ -106,10 +155,10 @@ def stop_embedded_server(data_dir: Path) -> None:
     pgdata = data_dir / "postgres"
     if (pgdata / "postmaster.pid").exists():
         user = "pgserver" if os.geteuid() == 0 else None
-        _commands.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user, timeout=60)
+        pgserver.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user, timeout=60)
     embedded_server_url.cache_clear()
 
 
 def psql_path() -> str:
     """The psql that ships with the embedded server, for users without a PostgreSQL client."""
-    return str(_commands.POSTGRES_BIN_PATH / "psql")
+    return str(Path(pgserver.pg_config(["--bindir"]).strip()) / "psql")

@@ -53,6 +53,10 @@ defs = Definitions(
             data_dir=DATA_DIR,
             max_reject_fraction=settings.max_reject_fraction(),
         ),
-        "warehouse": Warehouse(database_url=_from_env("DATABASE_URL", ""), data_dir=DATA_DIR),
+        "warehouse": Warehouse(
+            database_url=_from_env("DATABASE_URL", ""),
+            data_dir=DATA_DIR,
+            load_connections=settings.load_connections(),
+        ),
     },
 )

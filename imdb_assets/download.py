@@ -104,7 +104,8 @@ def local_path(url: str) -> Path:
 
 
 def remote_version(url: str, client: httpx.Client | None = None) -> RemoteVersion:
-    """The current version of a file without fetching it: HEAD for http(s), stat for file://."""
+    """The current version of a file without fetching it: HEAD for http(s), stat for file://. A server that refuses
+    HEAD (405, 501) is asked for the file's first byte instead, and only the answer's headers are read."""
     if urlsplit(url).scheme == "file":
         stat = local_path(url).stat()
         return RemoteVersion(size=stat.st_size, mtime=stat.st_mtime)
@@ -112,6 +113,10 @@ def remote_version(url: str, client: httpx.Client | None = None) -> RemoteVersio
     client = client or httpx.Client(follow_redirects=True, timeout=30)
     try:
         response = client.head(url)
+        if response.status_code in (405, 501):
+            # Leaving the stream unread closes the connection, so a server that ignores Range sends no more.
+            with client.stream("GET", url, headers={"Range": "bytes=0-0"}) as response:
+                pass
     finally:
         if owned:
             client.close()

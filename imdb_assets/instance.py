@@ -25,7 +25,8 @@ class ImdbPostgresStorage(DagsterPostgresStorage):
     def from_config_value(cls, inst_data, config_value):
         server = settings.database_url() or database.embedded_server_url(settings.data_dir())
         url = database.ensure_database(server, config_value["database"])
-        # dagster-postgres speaks psycopg2; SQLAlchemy 2.1 would otherwise pick psycopg 3 for postgresql://.
+        # ensure_database spells the scheme postgresql:// (SQLAlchemy has no postgres:// dialect); dagster-postgres
+        # speaks psycopg2, and SQLAlchemy 2.1 would otherwise pick psycopg 3 for postgresql://.
         return cls(postgres_url=url.replace("postgresql://", "postgresql+psycopg2://", 1), inst_data=inst_data)
 
     def _storage_data(self, class_name: str) -> ConfigurableClassData:

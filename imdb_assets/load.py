@@ -21,7 +21,6 @@ layout) is replaced once, in the same transaction, carrying over its owner, gran
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -37,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from imdb_assets import database, settings
 from imdb_assets.catalog import SCHEMA, Column, Dataset
 from imdb_assets.parse import read_ahead
 
@@ -191,7 +191,7 @@ def load_table(
             with control.transaction():  # fail before the work when the swap is bound to be refused
                 _refuse_unkept(control, dataset, replacing=_relkind(control, dataset) == "r")
             prefix = f"{dataset.table}_{secrets.token_hex(4)}"
-            cores = connections or os.cpu_count() or 1
+            cores = database.available_connections(control, connections or settings.cpu_count())
             rows, parts = _ingest(control, dataset, parquet, with_application_name(url, app), prefix, cores, log)
             _swap(control, dataset, parts, source_sha256, rows, log)
             _analyze_parent(control, url, dataset, parts)

@@ -47,6 +47,8 @@ class Warehouse(ConfigurableResource):
 
     database_url: str = ""
     data_dir: str
+    load_connections: int | None = None
+    """Connections one table load uses at most (default: one per CPU); never more than the server has free."""
 
     def url(self) -> str:
         return database.resolve_url(self.database_url or None, Path(self.data_dir).absolute())

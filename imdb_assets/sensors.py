@@ -1,9 +1,10 @@
 """The release sensor: notices a new IMDb release on its own and refreshes exactly the files that changed.
 
-IMDb publishes no schedule, so each tick asks for every file's current version (one HEAD per file; size and mtime
-for file://) and compares it with the version the last materialization of the file's raw asset recorded. The files
-that changed go into one run of their raw assets and everything downstream of them (frames, tables, dbt models), so
-unchanged files are not touched and a layer added downstream is included without editing this module.
+IMDb publishes no schedule, so each tick asks for every file's current version (one HEAD per file, all at once, a
+ranged GET where HEAD is refused; size and mtime for file://) and compares it with the version the last
+materialization of the file's raw asset recorded. The files that changed go into one run of their raw assets and
+everything downstream of them (frames, tables, dbt models), so unchanged files are not touched and a layer added
+downstream is included without editing this module.
 
 The same upstream version never triggers two runs: the cursor remembers the version last requested for each file
 (so a tick during a long refresh does not request it again, and restarts keep that memory), and the run key is made
@@ -14,6 +15,7 @@ Dagster's run retries (`dagster.yaml`), not by a later tick: the next release, o
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import httpx
 from dagster import (
@@ -32,7 +34,10 @@ from imdb_assets.assets import VERSION_KEY, raw_key
 from imdb_assets.catalog import DATASETS, Dataset
 from imdb_assets.resources import ImdbSource
 
-HEAD_TIMEOUT_SECONDS = 10.0  # a tick must end well inside Dagster's 60 s limit on a sensor evaluation
+# A tick must end well inside Dagster's 60 s limit on a sensor evaluation: the files are checked side by side, each
+# request waits at most HEAD_TIMEOUT_SECONDS, and all of them together at most TICK_DEADLINE_SECONDS.
+HEAD_TIMEOUT_SECONDS = 10.0
+TICK_DEADLINE_SECONDS = 30.0
 # Dagster's run retries (enabled in dagster.yaml) re-execute a failed refresh from the failed step, this often; the
 # concurrency tag (limited to one run in dagster.yaml) queues a release's refresh behind the previous one, so two runs
 # never rebuild the same downstream models at once.
@@ -54,24 +59,21 @@ def recorded_version(instance: DagsterInstance, dataset: Dataset) -> str | None:
 )
 def imdb_release_sensor(context: SensorEvaluationContext, source: ImdbSource) -> SensorResult | SkipReason:
     requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    versions, failures = remote_versions(source)
+    if failures:
+        # One failure is enough: the server is down or in trouble, and the next tick asks again.
+        names = ", ".join(d.file_name for d in failures)
+        return SkipReason(f"could not check {names}, the next tick tries again: {'; '.join(failures.values())}")
     changed: dict[Dataset, tuple[str | None, str]] = {}
     awaited: list[str] = []
-    timeout = min(source.timeout_seconds, HEAD_TIMEOUT_SECONDS)
-    with httpx.Client(follow_redirects=True, timeout=timeout) as client:
-        for dataset in DATASETS:
-            url = source.url(dataset)
-            try:
-                remote = download.remote_version(url, client).key()
-            except (httpx.HTTPError, download.DownloadError, download.TransientDownloadError, OSError) as error:
-                # One failure is enough: the server is down or in trouble, and the next tick asks again.
-                return SkipReason(_unreachable(dataset, url, error))
-            recorded = recorded_version(context.instance, dataset)
-            if remote == recorded:
-                continue
-            if requested.get(dataset.file_stem) == remote:
-                awaited.append(dataset.file_name)
-            else:
-                changed[dataset] = (recorded, remote)
+    for dataset, remote in versions.items():
+        recorded = recorded_version(context.instance, dataset)
+        if remote == recorded:
+            continue
+        if requested.get(dataset.file_stem) == remote:
+            awaited.append(dataset.file_name)
+        else:
+            changed[dataset] = (recorded, remote)
     if not changed:
         waiting = f"; requested earlier, its run is queued, running or failed: {', '.join(awaited)}" if awaited else ""
         return SkipReason(f"no new release at {source.base_url}{waiting}")
@@ -86,9 +88,26 @@ def imdb_release_sensor(context: SensorEvaluationContext, source: ImdbSource) ->
     )
 
 
-def _unreachable(dataset: Dataset, url: str, error: Exception) -> str:
-    if isinstance(error, download.DownloadError | download.TransientDownloadError):
-        detail = str(error)  # already names the URL and the status
-    else:
-        detail = f"{url}: {type(error).__name__}: {error or 'no detail'}"
-    return f"could not check {dataset.file_name}, the next tick tries again: {detail}"
+def remote_versions(source: ImdbSource) -> tuple[dict[Dataset, str], dict[Dataset, str]]:
+    """Every file's current version, asked for side by side, and what went wrong for the files it could not get
+    (in catalog order). A check still running at the deadline is abandoned: its thread ends at its own timeout."""
+    timeout = min(source.timeout_seconds, HEAD_TIMEOUT_SECONDS)
+    pool = ThreadPoolExecutor(len(DATASETS), thread_name_prefix="imdb-sensor")
+    with httpx.Client(follow_redirects=True, timeout=timeout) as client:
+        checks = {d: pool.submit(download.remote_version, source.url(d), client) for d in DATASETS}
+        wait(checks.values(), timeout=TICK_DEADLINE_SECONDS)
+        pool.shutdown(wait=False, cancel_futures=True)
+    versions, failures = {}, {}
+    for dataset, check in checks.items():
+        url = source.url(dataset)
+        if not check.done():
+            failures[dataset] = f"{url}: no answer within {TICK_DEADLINE_SECONDS:g} s"
+        elif isinstance(error := check.exception(), download.DownloadError | download.TransientDownloadError):
+            failures[dataset] = str(error)  # already names the URL and the status
+        elif error is not None:
+            if not isinstance(error, httpx.HTTPError | OSError):
+                raise error
+            failures[dataset] = f"{url}: {type(error).__name__}: {error or 'no detail'}"
+        else:
+            versions[dataset] = check.result().key()
+    return versions, failures

@@ -5,6 +5,7 @@ The README, `docker-compose.yml` and the tests all check against ``ENVIRONMENT``
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ ENVIRONMENT: dict[str, str] = {
     "IMDB_MAX_REJECT_FRACTION": "Share of malformed rows a file may have before its refresh fails (default 0.001).",
     "IMDB_SENSOR_INTERVAL_SECONDS": "Seconds between two checks of IMDB_BASE_URL by the release sensor (default 3600).",
     "IMDB_SENSOR_DEFAULT_STATUS": "The release sensor's state on a new instance: stopped (default) or running.",
+    "IMDB_LOAD_CONNECTIONS": "Connections a table load may use at most (default: the CPUs this container may use).",
 }
 
 
@@ -45,3 +47,31 @@ def sensor_running_by_default() -> bool:
     if status not in ("running", "stopped"):
         raise ValueError(f"IMDB_SENSOR_DEFAULT_STATUS must be running or stopped, not {status!r}")
     return status == "running"
+
+
+def load_connections() -> int:
+    """`IMDB_LOAD_CONNECTIONS`, else the CPU count: a load never opens more, nor more than the server has free."""
+    value = os.environ.get("IMDB_LOAD_CONNECTIONS") or ""
+    if not value:
+        return cpu_count()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"IMDB_LOAD_CONNECTIONS must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
+def cpu_count(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: its affinity mask, bounded by a container's CPU quota (cgroup v2 ``cpu.max``,
+    or v1 ``cpu.cfs_quota_us``), where ``os.cpu_count()`` reports every core of the host."""
+    cpus = len(os.sched_getaffinity(0))
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = (cgroup / quota_file).read_text().split()
+            if period_file:
+                fields.append((cgroup / period_file).read_text().strip())
+        except OSError:
+            continue
+        quota, period = fields[0], fields[1]
+        if quota not in ("max", "-1"):
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+        break
+    return cpus

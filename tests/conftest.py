@@ -3,6 +3,7 @@ over real HTTP from generated files, and the resources that point the assets at 
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ from imdb_assets.dbt_project import project
 from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
 from imdb_assets.sample import generate
 from tests.mirror_server import MirrorServer
+from tests.stock_server import StockServer
+from tests.stock_server import bin_dir as stock_bin_dir
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "imdb-sample"
 TEST_ROWS = 20_000
@@ -31,6 +34,20 @@ def pg_server(tmp_path_factory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("pg")
     yield database.embedded_server_url(data_dir)
     database.stop_embedded_server(data_dir)
+
+
+@pytest.fixture(scope="session")
+def stock_server() -> Iterator[StockServer]:
+    """Debian's stock PostgreSQL with a low max_connections and a non-superuser role (tests/stock_server.py). CI
+    installs the package (`.ci/run`), so there its absence fails; elsewhere the tests that need it are skipped."""
+    binaries = stock_bin_dir()
+    if binaries is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Debian's postgresql package is not installed (.ci/run installs it)")
+        pytest.skip("Debian's postgresql package is not installed (apt-get install postgresql)")
+    server = StockServer.start(binaries)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -3,14 +3,19 @@
 It answers GET and HEAD with ETag and Last-Modified, honours If-None-Match / If-Modified-Since with 304, and
 takes a queue of faults for the next GET requests: "500" (an error status) or "drop" (headers promising the full
 length, half the body, then the connection is closed). ``broken`` maps a file name to the status every request for
-it gets, HEAD included, until removed.
+it gets, HEAD included, until removed. ``head_delay`` makes every HEAD wait that many seconds before it answers;
+``refuse_head`` answers HEAD with 405, as some servers do. A GET with ``Range: bytes=FIRST-LAST`` gets those bytes
+(206).
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
+import re
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +27,8 @@ class MirrorServer:
         self.faults: deque[str] = deque()
         self.broken: dict[str, int] = {}
         self.requests: list[tuple[str, str, int]] = []
+        self.head_delay = 0.0
+        self.refuse_head = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -51,8 +58,17 @@ class MirrorServer:
             def log_message(self, *args) -> None:
                 pass
 
+            def handle(self) -> None:
+                # A client that gave up waiting, or closed after the headers it wanted, is no error of the server's.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    super().handle()
+
             def do_HEAD(self) -> None:
-                self._serve(body=False)
+                if mirror.head_delay:
+                    time.sleep(mirror.head_delay)
+                if mirror.refuse_head:
+                    return self._reply(405, {"Allow": "GET", "Content-Length": "0"})
+                return self._serve(body=False)
 
             def do_GET(self) -> None:
                 self._serve(body=True)
@@ -84,6 +100,13 @@ class MirrorServer:
                 unmodified = since and int(stat.st_mtime) <= email.utils.parsedate_to_datetime(since).timestamp()
                 if unmodified and not self.headers.get("If-None-Match"):
                     return self._reply(304, validators)
+                ranged = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range") or "")
+                if body and ranged:
+                    first, last = int(ranged[1]), min(int(ranged[2]), len(data) - 1)
+                    span = {"Content-Range": f"bytes {first}-{last}/{len(data)}"}
+                    self._reply(206, {**validators, **span, "Content-Length": str(last - first + 1)})
+                    self.wfile.write(data[first : last + 1])
+                    return None
                 self._reply(200, {**validators, "Content-Length": str(len(data)), "Content-Type": "application/gzip"})
                 if not body:
                     return None

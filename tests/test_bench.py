@@ -48,6 +48,26 @@ def test_bench_compares_the_five_methods_on_the_same_rows(tmp_path):
     assert (results / "rows_400000_title_principals.png").stat().st_size > 10_000
 
 
+def test_bench_runs_against_the_server_of_database_url(stock_server, tmp_path):
+    """`make bench` with DATABASE_URL: every method on that server (a stock one here), its CPU measured, no embedded
+    server started, the report beside the embedded server's."""
+    command = [sys.executable, "-m", "bench.run", "--rows", "200000", "--files", "title.principals", "--repeat", "1"]
+    command += ["--no-batch", "--work", str(tmp_path / "work")]
+    env = os.environ | {"DATABASE_URL": stock_server.url(), "PYTHONPATH": str(REPO)}
+    subprocess.run(command, cwd=tmp_path, env=env, check=True, timeout=600)
+
+    results = tmp_path / "bench_results"
+    measured = json.loads((results / "rows_200000_title_principals_database_url.json").read_text())
+    assert [m["method"] for m in measured] == ["platform_refresh", "platform_load", "copy_text", "copy_text_arrays"]
+    assert len({m["rows"] for m in measured}) == 1
+    for m in measured:  # the stock server runs on this machine: its processes are seen
+        assert m["server_cpu_seconds"] > 0 < m["client_cpu_seconds"], m
+    report = (results / "rows_200000_title_principals_database_url.md").read_text()
+    assert "- PostgreSQL 15." in report
+    assert f"(DATABASE_URL, 127.0.0.1:{stock_server.port}): wal_level=replica," in report
+    assert not (tmp_path / "work" / "postgres").exists()
+
+
 @pytest.fixture(scope="module")
 def clean_files(tmp_path_factory) -> Path:
     """IMDb-format files without malformed lines (COPY text stops at the first), quirks included: backslashes,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from dagster import AssetKey, build_sensor_context
 
-from imdb_assets import settings
+from imdb_assets import sensors, settings
 from imdb_assets.assets import parsed_key, raw_key, table_key
 from imdb_assets.catalog import DATASETS, Dataset
 from imdb_assets.definitions import defs
@@ -71,7 +71,7 @@ def test_nothing_changed_skips_after_one_head_per_file(platform, mirror):
     result = tick(platform)
     assert result.run_requests == []
     assert result.skip_message == f"no new release at {mirror.base_url}"
-    assert mirror.requests == [("HEAD", f"/{d.file_name}", 200) for d in DATASETS]
+    assert sorted(mirror.requests) == sorted(("HEAD", f"/{d.file_name}", 200) for d in DATASETS)
 
 
 def test_a_new_file_is_requested_once_and_only_with_what_depends_on_it(platform, mirror, mirror_dir, tmp_path):
@@ -135,8 +135,10 @@ def test_server_down_skips_naming_the_file_and_the_error(platform, mirror):
     mirror.stop()
     result = tick(platform, cursor=cursor)
     assert result.run_requests == [] and result.cursor == cursor
-    assert result.skip_message.startswith("could not check name.basics.tsv.gz, the next tick tries again: ")
-    assert f"{mirror.base_url}name.basics.tsv.gz: ConnectError" in result.skip_message
+    names = ", ".join(d.file_name for d in DATASETS)
+    assert result.skip_message.startswith(f"could not check {names}, the next tick tries again: ")
+    for dataset in DATASETS:
+        assert f"{mirror.base_url}{dataset.file_name}: ConnectError" in result.skip_message
 
 
 def test_timeout_skips_naming_the_file_and_the_error(platform, silent_port):
@@ -146,6 +148,44 @@ def test_timeout_skips_naming_the_file_and_the_error(platform, silent_port):
     assert result.run_requests == []
     assert "could not check name.basics.tsv.gz" in result.skip_message
     assert "ReadTimeout" in result.skip_message
+
+
+def test_slow_heads_are_waited_for_side_by_side_within_the_tick_s_bound(platform, mirror):
+    """Every HEAD answered only after 20 s: one after the other they would take 7 x 10 s, past Dagster's 60 s."""
+    mirror.head_delay = 20
+    started = time.monotonic()
+    result = tick(platform, timeout=10)
+    assert time.monotonic() - started < 15
+    assert result.run_requests == []
+    names = ", ".join(d.file_name for d in DATASETS)
+    assert result.skip_message.startswith(f"could not check {names}, the next tick tries again: ")
+    assert result.skip_message.count("ReadTimeout") == len(DATASETS)
+
+
+def test_checks_still_running_at_the_deadline_are_named(platform, mirror, monkeypatch):
+    monkeypatch.setattr(sensors, "TICK_DEADLINE_SECONDS", 1.0)
+    mirror.head_delay = 5  # under the 10 s request timeout, over the whole tick's deadline
+    started = time.monotonic()
+    result = tick(platform, timeout=10)
+    assert time.monotonic() - started < 3
+    assert result.run_requests == []
+    for dataset in DATASETS:
+        assert f"{mirror.base_url}{dataset.file_name}: no answer within 1 s" in result.skip_message
+
+
+def test_a_server_refusing_head_is_asked_for_one_byte(platform, mirror, mirror_dir, tmp_path):
+    platform.refresh(layers=(raw_key,))
+    mirror.refuse_head = True
+    mirror.requests.clear()
+    assert tick(platform).skip_message == f"no new release at {mirror.base_url}"
+    # Each file: HEAD refused, then the first byte only (the mirror would send the whole file with a 200).
+    assert sorted(mirror.requests) == sorted(
+        (method, f"/{d.file_name}", status) for d in DATASETS for method, status in (("HEAD", 405), ("GET", 206))
+    )
+
+    new_release(mirror_dir, tmp_path, RATINGS, seed=95)
+    [request] = tick(platform).run_requests
+    assert_refreshes_exactly(request.asset_selection, RATINGS)
 
 
 def test_5xx_skips_naming_the_file_and_the_next_tick_tries_again(platform, mirror, mirror_dir, tmp_path):

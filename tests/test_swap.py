@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 import shutil
 import threading
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from imdb_assets import load, metadata
+from imdb_assets import load, metadata, settings
 from imdb_assets.assets import parsed_key, raw_key
 from imdb_assets.catalog import SCHEMA
 from imdb_assets.sample import generate
@@ -107,7 +106,7 @@ def test_a_frame_of_many_row_groups_loads_into_key_range_partitions_side_by_side
     platform.refresh(RATINGS)
     frame = pq.read_table(platform.store.parquet_path(RATINGS))
     before = platform.table(RATINGS)
-    streams = min(os.cpu_count() or 1, 7)
+    streams = min(settings.cpu_count(), 7)
     assert streams >= 2, "this machine has one core: the parallel path is not exercised"
     platform.query("CREATE VIEW public.well_rated AS SELECT tconst FROM imdb.title_ratings WHERE average_rating >= 8")
     well_rated = platform.query("SELECT * FROM public.well_rated ORDER BY 1")
@@ -195,7 +194,7 @@ def test_a_key_shared_by_two_row_groups_lands_whole_in_one_partition(platform, d
         "SELECT count(*) FROM (SELECT tconst FROM imdb.title_principals GROUP BY tconst "
         "HAVING count(DISTINCT tableoid) > 1) t"
     ) == [(0,)]
-    assert len(platform.query(PARTITIONS, "imdb.title_principals")) == min(os.cpu_count() or 1, groups.num_row_groups)
+    assert len(platform.query(PARTITIONS, "imdb.title_principals")) == min(settings.cpu_count(), groups.num_row_groups)
     assert platform.query(
         "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
         "WHERE indrelid = 'imdb.title_principals'::regclass ORDER BY 1"
@@ -422,7 +421,7 @@ def test_parts_attach_without_a_scan_and_a_crashed_loads_parts_are_dropped(platf
     monkeypatch.setattr(psycopg, "connect", debug_connect)
     with pytest.raises(ValueError, match="connections must be at least 1, not 0"):
         load.load_table(RATINGS, frame, db_url, source_sha256="none", connections=0)
-    for connections, parts in [(1, 1), (None, min(os.cpu_count() or 1, 7))]:
+    for connections, parts in [(1, 1), (None, min(settings.cpu_count(), 7))]:
         notices.clear()
         load.load_table(RATINGS, frame, db_url, source_sha256="s", connections=connections)
         partitions = [name for _, name, _ in platform.query(PARTITIONS, "imdb.title_ratings")]
