@@ -29,7 +29,7 @@ from bench.run import ensure_data, machine
 from imdb_assets import database
 
 RESULTS = Path("bench_results")
-PLATFORM_SCHEMAS = ("imdb", "imdb_incoming", "imdb_partitions", "imdb_meta", "imdb_staging", "imdb_marts")
+PLATFORM_SCHEMAS = ("imdb", "imdb_partitions", "imdb_meta", "imdb_staging", "imdb_marts")
 REPO = Path(__file__).resolve().parent.parent
 
 

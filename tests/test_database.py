@@ -15,6 +15,7 @@ from dagster import DagsterInstance
 
 from imdb_assets import database, dbt, load, parse, settings
 from imdb_assets.catalog import DATASETS
+from imdb_assets.resources import Warehouse
 from tests.conftest import Platform
 from tests.dagster_dev import fresh_home
 from tests.stock_server import CONNECTIONS, ROLE, StockServer
@@ -96,10 +97,10 @@ def test_the_platform_on_a_stock_server_as_a_non_superuser_through_a_postgres_ur
     url = stock_server.url()
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("IMDB_RECOMMENDATION_MIN_VOTES", "20")
-    monkeypatch.setenv("IMDB_LOAD_CONNECTIONS", "8")
     monkeypatch.setattr(parse, "ROW_GROUP_ROWS", 500)  # the larger tables in key-range partitions, as IMDb's are
     monkeypatch.setattr(load, "MIN_PART_ROWS", 500)
     platform = Platform(mirror.base_url, data_dir, url)
+    platform.resources["warehouse"] = Warehouse(database_url=url, data_dir=str(data_dir), load_connections=8)
     platform.instance = DagsterInstance.from_config(str(fresh_home(tmp_path, "dagster")))
     held = 8  # other clients: with the load's own session, 17 - 9 - 3 spare = 5 parts at most, not the 8 wanted
     with contextlib.ExitStack() as stack:
