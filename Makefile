@@ -9,9 +9,10 @@ export UV_PYTHON_DOWNLOADS ?= never
 DEMO_ROWS ?= 1000000
 BENCH_ROWS ?= 20370000
 BENCH_PRINCIPALS ?= 1000000,5000000,20000000
+BENCH_DBT_ROWS ?= 5000000
 DEV_PORT ?= 3000
 
-.PHONY: help install demo test lint dev db-stop clean bench bench-rss
+.PHONY: help install demo test lint dev db-stop clean bench bench-rss bench-dbt
 
 help:
 	@echo "make demo     generate an IMDb-format mirror and load it all into the embedded PostgreSQL"
@@ -20,6 +21,7 @@ help:
 	@echo "make db-stop  stop the embedded PostgreSQL"
 	@echo "make bench    load benchmark against COPY text and batch inserts (BENCH_ROWS=$(BENCH_ROWS), 1/10 of IMDb)"
 	@echo "make bench-rss  peak memory by size of title.principals ($(BENCH_PRINCIPALS) rows)"
+	@echo "make bench-dbt  dbt build, per model and test, on freshly loaded data (BENCH_DBT_ROWS=$(BENCH_DBT_ROWS))"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -48,6 +50,9 @@ bench: install
 
 bench-rss: install
 	$(UV) run python -m bench.run --principals $(BENCH_PRINCIPALS)
+
+bench-dbt: install
+	$(UV) run python -m bench.dbt --rows $(BENCH_DBT_ROWS)
 
 db-stop: install
 	$(UV) run python -c "from imdb_assets import database, settings; database.stop_embedded_server(settings.data_dir())"
