@@ -15,9 +15,10 @@ DEMO_ROWS ?= 1000000
 BENCH_ROWS ?= 20370000
 BENCH_PRINCIPALS ?= 1000000,5000000,20000000
 REFRESH_ROWS ?= 1000000,5000000
+BENCH_DBT_ROWS ?= 5000000
 DEV_PORT ?= 3000
 
-.PHONY: help sync install prepare demo test lint dev db-stop clean bench bench-refresh bench-rss
+.PHONY: help sync install prepare demo test lint dev db-stop clean bench bench-refresh bench-rss bench-dbt
 
 help:
 	@echo "make demo     generate an IMDb-format mirror and load it all into the embedded PostgreSQL"
@@ -28,6 +29,7 @@ help:
 	@echo "make bench    load benchmark against COPY text and batch inserts (BENCH_ROWS=$(BENCH_ROWS), 1/10 of IMDb)"
 	@echo "make bench-refresh  imdb_refresh end to end, then with nothing changed (REFRESH_ROWS=$(REFRESH_ROWS))"
 	@echo "make bench-rss  peak memory by size of title.principals ($(BENCH_PRINCIPALS) rows)"
+	@echo "make bench-dbt  dbt build, per model and test, on freshly loaded data (BENCH_DBT_ROWS=$(BENCH_DBT_ROWS))"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -68,6 +70,9 @@ bench-refresh: install
 
 bench-rss: install
 	$(UV) run python -m bench.run --principals $(BENCH_PRINCIPALS)
+
+bench-dbt: install
+	$(UV) run python -m bench.dbt --rows $(BENCH_DBT_ROWS)
 
 db-stop: install
 	$(UV) run python -c "from imdb_assets import database, settings; database.stop_embedded_server(settings.data_dir())"

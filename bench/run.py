@@ -16,7 +16,7 @@ replaced), into a table of the same DDL with the same primary key and indexes, t
   extrapolated linearly to the whole file.
 
 Then the whole refresh of all seven files as a user runs it (``dagster asset materialize``, the code location's
-multiprocess executor). Results go to ``bench_results/`` as markdown, JSON and a PNG plot.
+in-process executor). Results go to ``bench_results/`` as markdown, JSON and a PNG plot.
 """
 
 from __future__ import annotations
@@ -400,7 +400,7 @@ def whole_refresh(data: Path, work: Path, url: str) -> tuple[Measurement, float]
     copy_seconds, _, _ = materialize(("raw",))
     seconds, rss, server = materialize(("parsed", load.SCHEMA))
     rows = sum(_file_rows(data, d) for d in DATASETS)
-    note = "dagster asset materialize parsed/* imdb/*, multiprocess executor"
+    note = "dagster asset materialize parsed/* imdb/*, the code location's executor"
     return Measurement("all seven", "platform_refresh", rows, seconds, rss, server, note), copy_seconds
 
 

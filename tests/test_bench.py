@@ -12,9 +12,10 @@ import psycopg
 import pytest
 
 from bench.run import BASELINE_SCHEMA, IMDB_ROWS, copy_text_table, rows_of
-from imdb_assets import load, parse
+from imdb_assets import database, load, parse
+from imdb_assets import dbt as imdb_dbt
 from imdb_assets.catalog import DATASETS, SCHEMA, Kind
-from imdb_assets.sample import generate
+from imdb_assets.sample import MANIFEST, Manifest, generate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,3 +117,39 @@ def test_copy_text_into_the_same_table_makes_exactly_the_platforms_table(dataset
         backslashed = conn.execute(f'SELECT count(*) FROM "{SCHEMA}"."{dataset.table}" WHERE {with_backslash}')
         # The old loaders' COPY, by contrast, reads the data's backslashes as escapes (and only they differ).
         assert (backslashed.fetchone()[0] > 0) == (differing(old_table, scalars) > 0)
+
+
+def test_dbt_bench_times_every_model_and_test_of_a_build_on_freshly_loaded_rows(tmp_path):
+    work = tmp_path / "work"
+    command = [sys.executable, "-m", "bench.dbt", "--rows", "20000", "--repeat", "1", "--data", str(work)]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"PYTHONPATH": str(REPO)}
+    subprocess.run(command, cwd=tmp_path, env=env, check=True, timeout=600)
+
+    results = tmp_path / "bench_results"
+    report = json.loads((results / "dbt_rows_20000.json").read_text())
+    assert report["runs"] == 1 and len(report["build_seconds"]) == 1 and report["load_seconds"] > 0
+    nodes = {n["name"]: n for n in report["nodes"]}
+    for name, node in nodes.items():
+        assert len(node["seconds"]) == 1 and min(node["seconds"]) > 0 and node["status"] in ("success", "pass"), name
+    assert sum(n["kind"] == "test" for n in nodes.values()) > 60
+    models = {name for name, n in nodes.items() if n["kind"] == "model"}
+    assert models == {f"stg_imdb__{d.table}" for d in DATASETS} | set(dbt_marts())
+    assert all(nodes[m]["rows"] is None for m in models if m.startswith("stg_"))  # a view writes no rows
+    manifest = Manifest.read(results / "data" / "20000" / MANIFEST)
+    assert nodes["titles"]["rows"] == manifest.files["title.basics"].valid_rows > 0
+    assert nodes["people"]["rows"] == manifest.files["name.basics"].valid_rows > 0
+    url = database.resolve_url(None, work)  # the rows each model wrote are the rows its table holds
+    try:
+        with psycopg.connect(url) as conn:
+            for mart in dbt_marts():
+                count = conn.execute(f"SELECT count(*) FROM imdb_marts.{mart}").fetchone()[0]
+                assert nodes[mart]["rows"] == count, mart
+    finally:
+        database.stop_embedded_server(work)
+    report_md = (results / "dbt_rows_20000.md").read_text()
+    assert f"| titles | model | {nodes['titles']['rows']:,} |" in report_md
+    assert "- The file layers for the same files (copy, parse, load): " in report_md
+
+
+def dbt_marts() -> list[str]:
+    return [m.split(".")[1] for m in imdb_dbt.marts()]

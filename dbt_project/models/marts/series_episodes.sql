@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['series_tconst', 'season_number', 'episode_number']}]) }}
+{{ config(indexes=[
+    {'columns': ['series_tconst', 'season_number', 'episode_number']},
+    {'columns': ['episode_tconst'], 'unique': True},
+]) }}
 
 with episodes as (
     select

@@ -1,4 +1,5 @@
-{{ config(indexes=[{'columns': ['genre']}]) }}
+{#- The unique index serves lookups by title and is what makes (tconst, genre) unique. -#}
+{{ config(indexes=[{'columns': ['tconst', 'genre'], 'unique': True}, {'columns': ['genre']}]) }}
 
 select
     basics.tconst,

@@ -1,4 +1,5 @@
-{{ config(indexes=[{'columns': ['tconst']}, {'columns': ['nconst']}]) }}
+{#- The unique index serves lookups by title and is what makes (tconst, nconst, category) unique. -#}
+{{ config(indexes=[{'columns': ['tconst', 'nconst', 'category'], 'unique': True}, {'columns': ['nconst']}]) }}
 
 -- Every credit of a person on a title: principals plus the directors and writers of title.crew, which IMDb does
 -- not always repeat among the principals. Credits of titles or people IMDb does not list are left out.

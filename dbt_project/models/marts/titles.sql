@@ -1,22 +1,26 @@
 {{ config(indexes=[{'columns': ['tconst'], 'unique': True}]) }}
 
--- Director and writer names in credit order (title.crew's arrays), people IMDb does not list left out.
-with crew_names as (
+-- Director and writer names in credit order (title.crew's arrays), people IMDb does not list left out. The credits
+-- are unnested on their own so that the names come from one hash join rather than a lookup per credit.
+with crew_credits as (
+    select crew.tconst, 'director' as role, director.nconst, director.position
+    from {{ ref('stg_imdb__title_crew') }} as crew
+    cross join lateral unnest(crew.directors) with ordinality as director (nconst, position)
+    union all
+    select crew.tconst, 'writer', writer.nconst, writer.position
+    from {{ ref('stg_imdb__title_crew') }} as crew
+    cross join lateral unnest(crew.writers) with ordinality as writer (nconst, position)
+),
+
+crew_names as (
     select
-        crew.tconst,
+        credit.tconst,
         array_agg(names.primary_name order by credit.position) filter (where credit.role = 'director')
             as director_names,
         array_agg(names.primary_name order by credit.position) filter (where credit.role = 'writer') as writer_names
-    from {{ ref('stg_imdb__title_crew') }} as crew
-    cross join lateral (
-        select 'director' as role, director.nconst, director.position
-        from unnest(crew.directors) with ordinality as director (nconst, position)
-        union all
-        select 'writer', writer.nconst, writer.position
-        from unnest(crew.writers) with ordinality as writer (nconst, position)
-    ) as credit
+    from crew_credits as credit
     inner join {{ ref('stg_imdb__name_basics') }} as names on names.nconst = credit.nconst
-    group by crew.tconst
+    group by credit.tconst
 )
 
 select
