@@ -20,9 +20,11 @@ from imdb_assets.dbt import imdb_dbt_models
 from imdb_assets.dbt_project import project
 from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
 from imdb_assets.sample import generate
+from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
 from tests.stock_server import StockServer
 from tests.stock_server import bin_dir as stock_bin_dir
+from tests.world import WORLD
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "imdb-sample"
 TEST_ROWS = 20_000
@@ -135,6 +137,15 @@ class Platform:
 @pytest.fixture
 def platform(mirror: MirrorServer, data_dir: Path, db_url: str) -> Platform:
     return Platform(mirror.base_url, data_dir, db_url)
+
+
+@pytest.fixture
+def world(tmp_path: Path, data_dir: Path, db_url: str) -> Iterator[Platform]:
+    """The platform on the constructed IMDb of tests/world.py, every row of every file known, served over HTTP."""
+    folder = write_files(tmp_path / "world", WORLD)
+    server = MirrorServer(folder)
+    yield Platform(server.base_url, data_dir, db_url)
+    server.stop()
 
 
 def materialized_keys(result) -> set[str]:

@@ -6,7 +6,6 @@ import math
 import shutil
 import subprocess
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from dagster import AssetCheckSeverity, AssetKey, AssetSelection, materialize
@@ -22,14 +21,6 @@ from tests.world import WORLD
 MARTS = ["titles", "people", "series_episodes", "genre_year_stats", "title_genres", "title_people"]
 MARTS += ["title_recommendations"]  # what issue #3 asks for, spelled out so the test can fail if one goes missing
 FORCE_REBUILD = {"ops": {"imdb_dbt_models": {"config": {"force": True}}}}
-
-
-@pytest.fixture
-def world(tmp_path: Path, data_dir: Path, db_url: str):
-    folder = write_files(tmp_path / "world", WORLD)
-    server = MirrorServer(folder)
-    yield Platform(server.base_url, data_dir, db_url)
-    server.stop()
 
 
 def check_results(result) -> dict[str, bool]:

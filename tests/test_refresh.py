@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
-import pytest
 from dagster_dbt import DagsterDbtProjectPreparer, DbtProject
 
 from imdb_assets.assets import parsed_key, raw_key, table_key
 from imdb_assets.dbt import build_dbt_assets
 from imdb_assets.dbt_project import PROJECT_DIR
-from tests.conftest import Platform, changed_keys
-from tests.imdb_files import write_files
-from tests.mirror_server import MirrorServer
+from tests.conftest import changed_keys
 from tests.world import WORLD
 
 MODELS = {
@@ -22,14 +18,6 @@ MODELS = {
     *(f"imdb_marts/{name}" for name in ("titles", "people", "title_people", "title_genres", "genre_year_stats")),
     *(f"imdb_marts/{name}" for name in ("series_episodes", "title_recommendations")),
 }
-
-
-@pytest.fixture
-def world(tmp_path: Path, data_dir: Path, db_url: str):
-    folder = write_files(tmp_path / "world", WORLD)
-    server = MirrorServer(folder)
-    yield Platform(server.base_url, data_dir, db_url)
-    server.stop()
 
 
 def rebuilt_models(result) -> set[str]:
