@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS ?= never
 # dbt again, seconds per process.
 export UV_COMPILE_BYTECODE ?= 1
 DBT_MANIFEST := dbt_project/target/manifest.json
-DBT_FILES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print)
+DBT_FILES := $(shell find dbt_project \( -path dbt_project/target -o -path dbt_project/logs \) -prune -o -type f -print)
 DEMO_ROWS ?= 1000000
 BENCH_ROWS ?= 20370000
 BENCH_PRINCIPALS ?= 1000000,5000000,20000000
