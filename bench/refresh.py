@@ -63,7 +63,8 @@ def _empty_named_database(url: str) -> None:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _refresh(env: dict[str, str]) -> tuple[float, str]:
+def _refresh(env: dict[str, str]) -> tuple[float, float]:
+    """The command's wall time, and the moment it started (seconds since the epoch, as Dagster's step stats)."""
     dagster = str(Path(sys.executable).with_name("dagster"))
     command = [dagster, "job", "execute", "-m", "imdb_assets", "-j", "imdb_refresh"]
     started = time.time()

@@ -21,7 +21,7 @@ MODELS = {
 
 
 def rebuilt_models(result) -> set[str]:
-    return changed_keys(result) & MODELS | {key for key in changed_keys(result) if key.startswith("imdb_marts/")}
+    return {key for key in changed_keys(result) if key.startswith(("imdb_staging/", "imdb_marts/"))}
 
 
 def test_marts_are_built_after_the_files_alone_and_a_dropped_mart_alone_is_rebuilt(world):
