@@ -10,6 +10,7 @@ from imdb_assets.assets import parsed_key, raw_key, table_key
 from imdb_assets.dbt import build_dbt_assets
 from imdb_assets.dbt_project import PROJECT_DIR
 from tests.conftest import changed_keys
+from tests.imdb_files import write_files
 from tests.world import WORLD
 
 MODELS = {
@@ -66,3 +67,11 @@ def test_a_new_model_and_an_edited_model_are_built_and_nothing_else(world, tmp_p
         ("tt0000002",),
         ("tt0000004",),
     ]
+
+    # The user's model lives through a release of the file it reads, rebuilt with what the release changed.
+    ratings = [dict(r) for r in WORLD["title.ratings"]]
+    ratings[3]["num_votes"] = 100  # tt0000004 drops below the user's 30,000 votes
+    write_files(tmp_path / "world", {"title.ratings": ratings})
+    result = world.refresh(models=True, dbt_models=build_dbt_assets(edited))
+    assert "imdb_marts/top_rated" in rebuilt_models(result)
+    assert world.query("SELECT tconst FROM imdb_marts.top_rated ORDER BY tconst") == [("tt0000001",), ("tt0000002",)]
