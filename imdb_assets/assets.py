@@ -208,6 +208,7 @@ def _load(
             str(parquet),
             url,
             source_sha256=parsed.source_sha256,
+            source_last_modified=parsed.source_last_modified or None,
             log=context.log,
             connections=warehouse.load_connections,
         )

@@ -143,6 +143,8 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
                 loaded_at timestamptz NOT NULL DEFAULT now()
             )"""
         )
+        # The raw file's Last-Modified, for clients that judge freshness by IMDb's release (the API's /v1/datasets).
+        conn.execute(f"ALTER TABLE {META_SCHEMA}.loads ADD COLUMN IF NOT EXISTS source_last_modified text")
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ def load_table(
     url: str,
     *,
     source_sha256: str,
+    source_last_modified: str | None = None,
     log: logging.Logger | None = None,
     connections: int | None = None,
 ) -> LoadResult:
@@ -193,7 +196,7 @@ def load_table(
             prefix = f"{dataset.table}_{secrets.token_hex(4)}"
             cores = database.available_connections(control, connections or settings.cpu_count())
             rows, parts = _ingest(control, dataset, parquet, with_application_name(url, app), prefix, cores, log)
-            _swap(control, dataset, parts, source_sha256, rows, log)
+            _swap(control, dataset, parts, (source_sha256, source_last_modified), rows, log)
             _analyze_parent(control, url, dataset, parts)
             views = _refresh_materialized_views(control, dataset, log)
         except BaseException:
@@ -700,7 +703,7 @@ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s::regclass
 
 
 def _swap(
-    control: psycopg.Connection, dataset: Dataset, parts: list[_Part], source_sha256: str, rows: int, log
+    control: psycopg.Connection, dataset: Dataset, parts: list[_Part], source: tuple[str, str | None], rows: int, log
 ) -> None:
     """In one transaction, retried while readers hold locks: drop the partitions of ``imdb.<table>`` and attach
     ``parts`` in their place (creating the table first if there is none, or replacing one of another layout)."""
@@ -731,10 +734,12 @@ def _swap(
                         )
                     )
                 control.execute(
-                    f"""INSERT INTO {META_SCHEMA}.loads (table_name, source_sha256, rows) VALUES (%s, %s, %s)
+                    f"""INSERT INTO {META_SCHEMA}.loads (table_name, source_sha256, source_last_modified, rows)
+                        VALUES (%s, %s, %s, %s)
                         ON CONFLICT (table_name) DO UPDATE
-                        SET source_sha256 = excluded.source_sha256, rows = excluded.rows, loaded_at = now()""",
-                    (dataset.table, source_sha256, rows),
+                        SET source_sha256 = excluded.source_sha256, rows = excluded.rows, loaded_at = now(),
+                            source_last_modified = excluded.source_last_modified""",
+                    (dataset.table, *source, rows),
                 )
             log.info(f"{SCHEMA}.{dataset.table} swapped in: {len(parts)} partition(s) attached, {len(old)} dropped")
             return

@@ -100,5 +100,6 @@ WORLD = {
     "title.akas": [
         {"title_id": "tt0000001", "ordering": 1, "title": "Twin Hearts", "region": "US", "is_original_title": True},
         {"title_id": "tt0000001", "ordering": 2, "title": "Cœurs jumeaux", "region": "FR", "types": ["imdbDisplay"]},
+        {"title_id": "tt0000003", "ordering": 1, "title": "Comédie sans rapport", "region": "FR", "language": "fr"},
     ],
 }

@@ -1,0 +1,140 @@
+"""The API's SQL. PostgreSQL builds each response's JSON itself, so an answer costs one round trip and no
+conversion in Python; list endpoints fetch one row per item (its JSON and its sort key) to page by key."""
+
+from __future__ import annotations
+
+PERSON_REFS = """(SELECT coalesce(json_agg(json_build_object('nconst', n.nconst, 'name', n.primary_name)
+                  ORDER BY credit.position), '[]')
+        FROM unnest({column}) WITH ORDINALITY AS credit (nconst, position)
+        JOIN imdb.name_basics n ON n.nconst = credit.nconst)"""
+
+TITLE_FIELDS = """'tconst', t.tconst, 'title_type', t.title_type, 'primary_title', t.primary_title,
+    'original_title', t.original_title, 'is_adult', t.is_adult, 'start_year', t.start_year, 'end_year', t.end_year,
+    'runtime_minutes', t.runtime_minutes, 'genres', t.genres,
+    'rating', CASE WHEN t.num_votes IS NULL THEN NULL
+                   ELSE json_build_object('average', t.average_rating, 'votes', t.num_votes) END"""
+TITLE_ITEM = f"json_build_object({TITLE_FIELDS})"
+
+TITLE = f"""SELECT json_build_object({TITLE_FIELDS},
+    'directors', {PERSON_REFS.format(column="crew.directors")},
+    'writers', {PERSON_REFS.format(column="crew.writers")},
+    'episode', CASE WHEN t.series_tconst IS NULL THEN NULL ELSE json_build_object(
+        'series_tconst', t.series_tconst, 'series_title', t.series_title,
+        'season', t.season_number, 'episode', t.episode_number) END)::text
+FROM imdb_marts.titles t LEFT JOIN imdb.title_crew crew ON crew.tconst = t.tconst
+WHERE t.tconst = %s"""
+
+# /v1/titles: the sort key is never NULL (a missing rating or year sorts as 0), pages go down (key, tconst).
+TITLE_SORT_KEYS = {
+    "votes": "coalesce(t.num_votes, 0)",
+    "rating": "coalesce(t.average_rating, 0)",
+    "year": "coalesce(t.start_year, 0)",
+}
+TITLES_PAGE = """SELECT {item}::text, {key}, t.tconst FROM imdb_marts.titles t
+WHERE (%(type)s::text IS NULL OR t.title_type = %(type)s)
+  AND (%(genre)s::text IS NULL OR t.genres @> ARRAY[%(genre)s::text])
+  AND (%(year_from)s::int IS NULL OR t.start_year >= %(year_from)s)
+  AND (%(year_to)s::int IS NULL OR t.start_year <= %(year_to)s)
+  AND (%(min_votes)s::int IS NULL OR t.num_votes >= %(min_votes)s)
+  AND (%(after_key)s::numeric IS NULL OR ({key}, t.tconst) < (%(after_key)s::numeric, %(after_tconst)s::text))
+ORDER BY {key} DESC, t.tconst DESC
+LIMIT %(fetch)s"""
+
+TITLE_EXISTS = "SELECT t.title_type FROM imdb_marts.titles t WHERE t.tconst = %s"
+
+CREDITS = """SELECT json_build_object(
+    'nconst', tp.nconst, 'name', n.primary_name, 'category', tp.category, 'billing_order', tp.billing_order,
+    'job', p.job, 'characters', p.characters, 'in_principals', tp.in_principals, 'in_crew', tp.in_crew)::text
+FROM imdb_marts.title_people tp
+JOIN imdb.name_basics n ON n.nconst = tp.nconst
+LEFT JOIN imdb.title_principals p ON p.tconst = tp.tconst AND p.ordering = tp.billing_order
+WHERE tp.tconst = %s AND (%s::text IS NULL OR tp.category = %s)
+ORDER BY tp.billing_order NULLS LAST, tp.category, tp.nconst"""
+
+AKAS = """SELECT json_build_object(
+    'ordering', a.ordering, 'title', a.title, 'region', a.region, 'language', a.language, 'types', a.types,
+    'attributes', a.attributes, 'is_original_title', a.is_original_title)::text
+FROM imdb.title_akas a WHERE a.title_id = %s ORDER BY a.ordering"""
+
+SIMILAR = """SELECT json_build_object(
+    'rank', r.rank, 'tconst', r.recommended_tconst, 'primary_title', t.primary_title, 'title_type', t.title_type,
+    'start_year', t.start_year, 'score', r.score, 'content_score', r.content_score, 'quality_score', r.quality_score,
+    'shared_genres', r.shared_genres, 'genre_similarity', r.genre_similarity,
+    'shared_directors_writers', r.shared_directors_writers, 'shared_cast', r.shared_cast)::text
+FROM imdb_marts.title_recommendations r JOIN imdb_marts.titles t ON t.tconst = r.recommended_tconst
+WHERE r.tconst = %s ORDER BY r.rank"""
+
+EPISODES = """SELECT json_build_object(
+    'tconst', e.episode_tconst, 'title', e.episode_title, 'season', e.season_number, 'episode', e.episode_number,
+    'start_year', e.start_year, 'average_rating', e.average_rating, 'num_votes', e.num_votes)::text
+FROM imdb_marts.series_episodes e
+WHERE e.series_tconst = %s AND (%s::int IS NULL OR e.season_number = %s)
+ORDER BY e.season_number NULLS LAST, e.episode_number NULLS LAST, e.episode_tconst"""
+
+PERSON = """SELECT json_build_object(
+    'nconst', p.nconst, 'primary_name', p.primary_name, 'birth_year', p.birth_year, 'death_year', p.death_year,
+    'professions', p.professions,
+    'known_for', (SELECT coalesce(json_agg(json_build_object('tconst', k.tconst, 'primary_title', k.title)
+                                  ORDER BY k.position), '[]')
+                  FROM unnest(p.known_for_tconsts, p.known_for_titles) WITH ORDINALITY AS k (tconst, title, position)),
+    'credits_by_category', p.credits_by_category, 'total_credits', p.total_credits,
+    'first_credited_year', p.first_credited_year, 'last_credited_year', p.last_credited_year)::text
+FROM imdb_marts.people p WHERE p.nconst = %s"""
+
+PERSON_EXISTS = "SELECT 1 FROM imdb_marts.people WHERE nconst = %s"
+
+# A person's credits, newest first, paged down (year, tconst, category).
+FILMOGRAPHY = """SELECT json_build_object(
+    'tconst', tp.tconst, 'primary_title', t.primary_title, 'title_type', t.title_type, 'start_year', t.start_year,
+    'category', tp.category, 'billing_order', tp.billing_order, 'average_rating', t.average_rating,
+    'num_votes', t.num_votes)::text,
+    coalesce(t.start_year, 0), tp.tconst, tp.category
+FROM imdb_marts.title_people tp JOIN imdb_marts.titles t ON t.tconst = tp.tconst
+WHERE tp.nconst = %(nconst)s
+  AND (%(after_year)s::int IS NULL
+       OR (coalesce(t.start_year, 0), tp.tconst, tp.category) < (%(after_year)s, %(after_tconst)s, %(after_category)s))
+ORDER BY coalesce(t.start_year, 0) DESC, tp.tconst DESC, tp.category DESC
+LIMIT %(fetch)s"""
+
+# Search: every word must match, the last one as a prefix; with no match, any word. Ranked by text weight (a
+# primary title beats an aka) times the log of the votes or credits.
+SEARCH_TITLES = """SELECT json_build_object(
+    'tconst', s.tconst, 'primary_title', s.primary_title, 'title_type', s.title_type, 'start_year', s.start_year,
+    'num_votes', s.num_votes, 'rank', round(rank::numeric, 4))::text
+FROM imdb_marts.title_search s,
+     to_tsquery('simple', imdb_marts.search_text(%(query)s)) AS query,
+     LATERAL (SELECT ts_rank(s.document, query) * ln(2 + coalesce(s.num_votes, 0)) AS rank) AS ranked
+WHERE s.document @@ query
+ORDER BY rank DESC, s.tconst
+LIMIT %(limit)s"""
+
+SEARCH_NAMES = """SELECT json_build_object(
+    'nconst', s.nconst, 'primary_name', s.primary_name, 'professions', p.professions,
+    'known_for_titles', p.known_for_titles, 'total_credits', p.total_credits, 'rank', round(rank::numeric, 4))::text
+FROM imdb_marts.name_search s
+     LEFT JOIN imdb_marts.people p ON p.nconst = s.nconst,
+     to_tsquery('simple', imdb_marts.search_text(%(query)s)) AS query,
+     LATERAL (SELECT ts_rank(s.document, query) * ln(2 + coalesce(p.total_credits, 0)) AS rank) AS ranked
+WHERE s.document @@ query
+ORDER BY rank DESC, s.nconst
+LIMIT %(limit)s"""
+
+TOP_CHART = f"""SELECT {TITLE_ITEM}::text FROM imdb_marts.titles t
+WHERE t.num_votes >= %(min_votes)s AND t.average_rating IS NOT NULL AND t.title_type = %(type)s
+  AND (%(genre)s::text IS NULL OR t.genres @> ARRAY[%(genre)s::text])
+ORDER BY t.average_rating DESC, t.num_votes DESC, t.tconst
+LIMIT %(limit)s"""
+
+GENRE_STATS = """SELECT json_build_object(
+    'genre', g.genre, 'titles', sum(g.titles), 'rated_titles', sum(g.rated_titles), 'total_votes', sum(g.total_votes),
+    'weighted_average_rating',
+        round(sum(g.weighted_average_rating * g.total_votes) / nullif(sum(g.total_votes), 0), 2))::text
+FROM imdb_marts.genre_year_stats g
+WHERE (%(year_from)s::int IS NULL OR g.start_year >= %(year_from)s)
+  AND (%(year_to)s::int IS NULL OR g.start_year <= %(year_to)s)
+GROUP BY g.genre
+ORDER BY sum(g.titles) DESC, g.genre"""
+
+DATASETS = """SELECT table_name, rows, source_last_modified, loaded_at FROM imdb_meta.loads"""
+
+READY = """SELECT array_agg(name) FILTER (WHERE to_regclass(name) IS NULL) FROM unnest(%s::text[]) AS name"""

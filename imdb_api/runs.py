@@ -1,0 +1,68 @@
+"""Refreshes launched through Dagster's GraphQL API (`dagster-graphql`), so they run, are logged and are seen in
+the Dagster UI like any other run of ``imdb_refresh``."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from dagster import AssetKey
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from imdb_assets.catalog import Dataset
+
+JOB = "imdb_refresh"
+LOCATION = "imdb_assets"
+
+
+class DagsterUnavailable(RuntimeError):
+    pass
+
+
+class Runs:
+    def __init__(self, dagster_url: str, timeout: int = 30) -> None:
+        parts = urlsplit(dagster_url)
+        self.url = dagster_url
+        self.client = DagsterGraphQLClient(
+            parts.hostname or "127.0.0.1",
+            port_number=parts.port,
+            use_https=parts.scheme == "https",
+            timeout=timeout,
+            path_prefix=parts.path.rstrip("/"),
+        )
+
+    def launch(self, files: list[Dataset], requested_by: str) -> str:
+        """Start ``imdb_refresh``; with ``files``, only their three layers and the dbt models (which rebuild only
+        what is stale). Returns the run id."""
+        selection = None
+        if files:
+            from imdb_assets.assets import parsed_key, raw_key, table_key  # the Dagster definitions load lazily
+            from imdb_assets.dbt import imdb_dbt_models
+
+            file_keys = [layer(d) for d in files for layer in (raw_key, parsed_key, table_key)]
+            selection = [*file_keys, *sorted(imdb_dbt_models.keys, key=AssetKey.to_user_string)]
+        return self._call(
+            self.client.submit_job_execution,
+            JOB,
+            repository_location_name=LOCATION,
+            asset_selection=selection,
+            tags={"imdb/requested_by": requested_by, "imdb/refresh": "api"},
+        )
+
+    def status(self, run_id: str) -> str | None:
+        """The run's status (QUEUED, STARTED, SUCCESS, FAILURE, ...), or None for a run Dagster does not know."""
+        try:
+            return self._call(self.client.get_run_status, run_id).value
+        except DagsterGraphQLClientError as error:
+            if "NotFound" in str(error):
+                return None
+            raise
+
+    def _call(self, method, *args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except DagsterGraphQLClientError as error:
+            if "connect" in str(error).lower():
+                raise DagsterUnavailable(f"Dagster is not reachable at {self.url}") from error
+            raise
+        except OSError as error:
+            raise DagsterUnavailable(f"Dagster is not reachable at {self.url}: {error}") from error

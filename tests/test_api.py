@@ -1,0 +1,416 @@
+"""The REST API over real HTTP on 127.0.0.1, on the constructed IMDb of tests/world.py loaded and modeled by the
+platform itself: exact answers, paging, search, keys and roles, bad input, and the API's database role."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from imdb_api import keys
+from imdb_api.settings import API_ROLE
+from imdb_assets import database
+from tests.api_server import ApiServer, new_key
+from tests.conftest import Platform
+from tests.dagster_dev import DagsterDev, clean_env, fresh_home, platform_env
+from tests.imdb_files import write_files
+from tests.mirror_server import MirrorServer
+from tests.world import WORLD
+
+RATE_LIMIT = 40
+
+
+@dataclass
+class ApiWorld:
+    platform: Platform
+    api: ApiServer
+    db_url: str
+
+    def client(self, role: str = "reader"):
+        return self.api.client(new_key(self.db_url, role))
+
+
+def api_env(db_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    return clean_env() | {
+        "DATABASE_URL": db_url,
+        "IMDB_DATA_DIR": str(data_dir),
+        "IMDB_API_RATE_LIMIT": f"{RATE_LIMIT}/minute",
+        "IMDB_API_KEY_CACHE_SECONDS": "0",
+        **settings,
+    }
+
+
+@pytest.fixture(scope="module")
+def world_database(pg_server: str) -> Iterator[str]:
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "test_api_world" WITH (FORCE)')
+    yield database.ensure_database(pg_server, "test_api_world")
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "test_api_world" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def api_world(tmp_path_factory, world_database: str) -> Iterator[ApiWorld]:
+    """The world loaded and modeled once for the module, and the API serving it."""
+    tmp = tmp_path_factory.mktemp("api")
+    mirror = MirrorServer(write_files(tmp / "world", WORLD))
+    platform = Platform(mirror.base_url, tmp / "data", world_database)
+    platform.refresh(models=True)
+    api = ApiServer(api_env(world_database, tmp / "data"), tmp)
+    yield ApiWorld(platform, api, world_database)
+    api.stop()
+    mirror.stop()
+
+
+@pytest.fixture
+def reader(api_world: ApiWorld):
+    with api_world.client("reader") as client:
+        yield client
+
+
+TWIN_HEARTS = {
+    "tconst": "tt0000001",
+    "title_type": "movie",
+    "primary_title": "Twin Hearts",
+    "original_title": "Twin Hearts",
+    "is_adult": False,
+    "start_year": 2001,
+    "end_year": None,
+    "runtime_minutes": 100,
+    "genres": ["Drama", "Romance"],
+    "rating": {"average": 8.1, "votes": 50000},
+    "directors": [{"nconst": "nm0000001", "name": "Ada Director"}],
+    "writers": [{"nconst": "nm0000002", "name": "Ben Writer"}, {"nconst": "nm0000001", "name": "Ada Director"}],
+    "episode": None,
+}
+
+
+def test_a_title_in_full(reader) -> None:
+    assert reader.get("/v1/titles/tt0000001").json() == TWIN_HEARTS
+    pilot = reader.get("/v1/titles/tt0000011").json()
+    assert pilot["episode"] == {"series_tconst": "tt0000010", "series_title": "The Show", "season": 1, "episode": 1}
+    assert pilot["directors"] == [{"nconst": "nm0000007", "name": "Gus Showrunner"}]
+    assert pilot["writers"] == [] and pilot["rating"] == {"average": 8.0, "votes": 3000}
+    unrated = reader.get("/v1/titles/tt0000014").json()
+    assert unrated["rating"] is None and unrated["episode"]["season"] == 2
+
+
+def test_a_person_and_their_filmography(reader) -> None:
+    assert reader.get("/v1/names/nm0000001").json() == {
+        "nconst": "nm0000001",
+        "primary_name": "Ada Director",
+        "birth_year": 1960,
+        "death_year": None,
+        "professions": ["director", "writer"],
+        "known_for": [
+            {"tconst": "tt0000001", "primary_title": "Twin Hearts"},
+            {"tconst": "tt0000002", "primary_title": "Twin Hearts II"},
+            {"tconst": "tt0000099", "primary_title": None},
+        ],
+        "credits_by_category": {"director": 2, "writer": 2},
+        "total_credits": 4,
+        "first_credited_year": 2001,
+        "last_credited_year": 2003,
+    }
+    films = reader.get("/v1/names/nm0000001/filmography").json()
+    assert [(f["tconst"], f["category"], f["start_year"]) for f in films["items"]] == [
+        ("tt0000002", "writer", 2003),
+        ("tt0000002", "director", 2003),
+        ("tt0000001", "writer", 2001),
+        ("tt0000001", "director", 2001),
+    ]
+    assert films["next_cursor"] is None
+
+
+def test_a_series_its_episodes_and_a_titles_lists(reader) -> None:
+    episodes = reader.get("/v1/titles/tt0000010/episodes").json()["items"]
+    assert [(e["tconst"], e["season"], e["episode"], e["title"], e["average_rating"]) for e in episodes] == [
+        ("tt0000011", 1, 1, "Pilot", 8.0),
+        ("tt0000012", 1, 2, "Second", 9.0),
+        ("tt0000013", 2, 1, "Finale", 7.0),
+        ("tt0000014", 2, 2, "Unaired", None),
+    ]
+    assert [e["tconst"] for e in reader.get("/v1/titles/tt0000010/episodes?season=2").json()["items"]] == [
+        "tt0000013",
+        "tt0000014",
+    ]
+    credits = reader.get("/v1/titles/tt0000001/credits").json()["items"]
+    assert [(c["nconst"], c["category"], c["billing_order"]) for c in credits] == [
+        ("nm0000003", "actress", 1),
+        ("nm0000004", "actor", 2),
+        ("nm0000005", "actress", 3),
+        ("nm0000001", "director", 4),
+        ("nm0000001", "writer", None),
+        ("nm0000002", "writer", None),
+    ]
+    assert credits[0]["name"] == "Cleo Actor" and credits[0]["characters"] == ["Someone"]
+    directors = reader.get("/v1/titles/tt0000001/credits?category=director").json()["items"]
+    assert [c["nconst"] for c in directors] == ["nm0000001"]
+    akas = reader.get("/v1/titles/tt0000001/akas").json()["items"]
+    assert [(a["ordering"], a["title"], a["region"]) for a in akas] == [
+        (1, "Twin Hearts", "US"),
+        (2, "Cœurs jumeaux", "FR"),
+    ]
+    similar = reader.get("/v1/titles/tt0000001/similar").json()["items"]
+    assert similar[0]["tconst"] == "tt0000002" and similar[0]["rank"] == 1
+    assert similar[0]["shared_cast"] == 3 and similar[0]["shared_genres"] == 2
+    for path in ("credits", "akas", "similar", "episodes"):
+        assert reader.get(f"/v1/titles/tt0000098/{path}").status_code == 404
+
+
+def test_paging_visits_every_title_once(reader) -> None:
+    expected = sorted(t["tconst"] for t in WORLD["title.basics"])
+    for sort in ("votes", "rating", "year"):
+        seen, cursor, pages = [], None, 0
+        while True:
+            params = {"limit": 2, "sort": sort} | ({"cursor": cursor} if cursor else {})
+            page = reader.get("/v1/titles", params=params).json()
+            seen += [t["tconst"] for t in page["items"]]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(seen) == expected and len(seen) == len(set(seen)), sort
+        assert pages == 5
+    by_votes = reader.get("/v1/titles", params={"limit": 3}).json()["items"]
+    assert [t["tconst"] for t in by_votes] == ["tt0000001", "tt0000002", "tt0000004"]
+    comedies = reader.get("/v1/titles", params={"genre": "Comedy", "type": "movie"}).json()["items"]
+    assert [t["tconst"] for t in comedies] == ["tt0000003"]
+    recent = reader.get("/v1/titles", params={"year_from": 2010, "year_to": 2015, "sort": "year"}).json()["items"]
+    assert [t["tconst"] for t in recent] == ["tt0000012", "tt0000011", "tt0000010", "tt0000003"]
+    # A cursor of one sort order is refused for another.
+    cursor = reader.get("/v1/titles", params={"limit": 1}).json()["next_cursor"]
+    assert reader.get("/v1/titles", params={"sort": "year", "cursor": cursor}).status_code == 400
+
+
+def test_search_by_aka_word_prefix_and_folded_accents(reader) -> None:
+    def found(path: str, q: str) -> list[str]:
+        response = reader.get(path, params={"q": q})
+        assert response.status_code == 200, response.text
+        return [item.get("tconst") or item.get("nconst") for item in response.json()["items"]]
+
+    assert found("/v1/search/titles", "jumeaux") == ["tt0000001"]  # only an aka has this word
+    assert found("/v1/search/titles", "twin hea")[:2] == ["tt0000001", "tt0000002"]  # prefix; more votes first
+    assert found("/v1/search/titles", "COMEDIE") == ["tt0000003"]  # "Comédie", accent and case folded
+    assert found("/v1/search/titles", "comédie sans") == ["tt0000003"]
+    assert found("/v1/search/titles", "unaired nonsenseword") == ["tt0000014"]  # any word, when no title has all
+    assert found("/v1/search/titles", "zzz") == []
+    assert found("/v1/search/names", "ada") == ["nm0000001"]
+    assert found("/v1/search/names", "actor") == ["nm0000003", "nm0000004", "nm0000005"]  # equal credits: by id
+
+
+def test_charts_stats_and_datasets(reader) -> None:
+    top = reader.get("/v1/charts/top", params={"min_votes": 1000}).json()["items"]
+    assert [t["tconst"] for t in top] == ["tt0000001", "tt0000002", "tt0000004", "tt0000003"]
+    dramas = reader.get("/v1/charts/top", params={"min_votes": 1000, "genre": "Drama", "limit": 1}).json()["items"]
+    assert [t["tconst"] for t in dramas] == ["tt0000001"]
+    stats = {g["genre"]: g for g in reader.get("/v1/stats/genres").json()["items"]}
+    assert stats["Romance"]["titles"] == 3 and stats["Romance"]["total_votes"] == 120000
+    assert stats["Romance"]["weighted_average_rating"] == round((8.1 * 50000 + 7.9 * 40000 + 7.0 * 30000) / 120000, 2)
+    assert reader.get("/v1/stats/genres", params={"year_from": 2010}).json()["items"][0]["genre"] == "Comedy"
+    datasets = {d["file"]: d for d in reader.get("/v1/datasets").json()["items"]}
+    assert datasets["title.ratings.tsv.gz"]["rows"] == len(WORLD["title.ratings"])
+    assert datasets["title.ratings.tsv.gz"]["source_last_modified"].endswith("GMT")
+    assert datetime.fromisoformat(
+        datasets["title.basics.tsv.gz"]["loaded_at"]
+    ) > datetime.now().astimezone() - timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/v1/titles/tt1", 422),
+        ("/v1/titles/nm0000001", 422),
+        ("/v1/titles/tt0000001'%20OR%201=1--", 422),
+        ("/v1/titles/tt9999999", 404),
+        ("/v1/names/nm9999999", 404),
+        ("/v1/names/nm0000001/filmography?cursor=bm90IGEgY3Vyc29y", 400),
+        ("/v1/titles?limit=100000", 422),
+        ("/v1/titles?limit=-1", 422),
+        ("/v1/titles?sort=name", 422),
+        ("/v1/titles?cursor=%22%3B%20DROP%20TABLE%20x", 400),
+        ("/v1/titles?genre=Drama';--", 422),
+        ("/v1/titles?year_from=abc", 422),
+        ("/v1/titles?frobnicate=1", 400),
+        ("/v1/search/titles?q=", 422),
+        ("/v1/search/titles?q=%27%3B%20DROP%20TABLE%20imdb.title_basics%3B%20--", 200),
+        ("/v1/search/titles?q=%21%26%7C%3A%2A%28%29", 422),
+        ("/v1/search/titles?q=" + "a" * 5000, 414),
+        ("/v1/runs/not-a-run", 403),
+        ("/v1/nothing-here", 404),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(reader, path: str, status: int) -> None:
+    response = reader.get(path)
+    assert response.status_code == status, response.text
+    if status != 200:
+        error = response.json()["error"]
+        assert error["status"] == status and error["message"]
+
+
+def test_every_data_route_needs_a_valid_key(api_world: ApiWorld) -> None:
+    db = api_world.db_url
+    routes = ["/v1/titles/tt0000001", "/v1/titles", "/v1/search/titles?q=twin", "/v1/datasets", "/v1/names/nm0000001"]
+    expired = new_key(db, "reader", expires_at=datetime.now().astimezone() - timedelta(seconds=1))
+    revoked = new_key(db, "reader")
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE imdb_api.keys SET revoked_at = now() WHERE key_hash = %s", (keys.key_hash(revoked),))
+    for key in (None, "imdbk_" + "x" * 43, "not-a-key", expired, revoked):
+        with api_world.api.client(key) as client:
+            for route in routes:
+                response = client.get(route)
+                assert response.status_code == 401, (key, route, response.text)
+                assert response.headers["www-authenticate"] == "Bearer"
+                assert "Twin" not in response.text
+    with api_world.api.client() as anonymous:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        assert anonymous.get("/readyz").json() == {"status": "ready"}
+        assert anonymous.get("/docs").status_code == 200
+        assert "/v1/titles/{tconst}" in anonymous.get("/openapi.json").json()["paths"]
+
+
+def test_roles_allow_and_refuse(api_world: ApiWorld) -> None:
+    with api_world.client("reader") as reader:
+        assert reader.post("/v1/refresh").status_code == 403
+        assert reader.get("/v1/runs/00000000-0000-0000-0000-000000000000").status_code == 403
+        assert reader.get("/v1/keys").status_code == 403
+        assert reader.post("/v1/keys", json={"name": "x", "role": "admin"}).status_code == 403
+    with api_world.client("operator") as operator:
+        assert operator.get("/v1/titles/tt0000001").status_code == 200
+        assert operator.get("/v1/keys").status_code == 403
+        # Allowed, but Dagster is not running behind this API: a clear 503, and still audited.
+        response = operator.post("/v1/refresh", json={"files": ["title.ratings"]})
+        assert response.status_code == 503 and "Dagster" in response.json()["error"]["message"]
+        assert operator.post("/v1/refresh", json={"files": ["title.nonsense"]}).status_code == 422
+        assert operator.post("/v1/refresh", json={"everything": True}).status_code == 422
+    with api_world.client("admin") as admin:
+        made = admin.post("/v1/keys", json={"name": "carol", "role": "reader", "expires_in_days": 1})
+        assert made.status_code == 201
+        carol = made.json()
+        assert carol["role"] == "reader" and carol["key"].startswith(keys.PREFIX)
+        listed = {k["id"]: k for k in admin.get("/v1/keys").json()["items"]}
+        assert listed[carol["id"]]["name"] == "carol" and "key" not in listed[carol["id"]]
+        with api_world.api.client(carol["key"]) as client:
+            assert client.get("/v1/titles/tt0000001").status_code == 200
+            assert admin.delete(f"/v1/keys/{carol['id']}").status_code == 200
+            assert client.get("/v1/titles/tt0000001").status_code == 401
+        assert admin.delete("/v1/keys/999999").status_code == 404
+    with psycopg.connect(api_world.db_url) as conn:
+        audit = conn.execute("SELECT actor, role, action, outcome FROM imdb_api.audit_log ORDER BY id").fetchall()
+    actions = [(role, action, outcome) for _, role, action, outcome in audit]
+    assert ("operator", "refresh", "dagster unavailable") in actions
+    assert ("admin", "create_key", "ok") in actions and ("admin", "revoke_key", "ok") in actions
+    assert ("admin", "revoke_key", "not found") in actions
+
+
+def test_keys_are_stored_only_as_hashes(api_world: ApiWorld) -> None:
+    secret = new_key(api_world.db_url, "reader", "hash-check")
+    assert len(secret) - len(keys.PREFIX) >= 22  # at least 128 bits of base64
+    with psycopg.connect(api_world.db_url) as conn:
+        rows = conn.execute("SELECT * FROM imdb_api.keys WHERE name = 'hash-check'").fetchall()
+        stored = " ".join(map(str, rows[0]))
+    assert secret not in stored and secret[len(keys.PREFIX) + 6 :] not in stored
+    assert bytes(rows[0][3]) == keys.key_hash(secret)
+    assert secret not in api_world.api.tail(100_000)
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(api_world: ApiWorld) -> None:
+    with api_world.client("reader") as client:
+        statuses = [client.get("/v1/titles/tt0000001").status_code for _ in range(RATE_LIMIT)]
+        assert statuses == [200] * RATE_LIMIT
+        response = client.get("/v1/titles/tt0000001")
+        assert response.status_code == 429
+        assert 1 <= int(response.headers["retry-after"]) <= 60
+    with api_world.client("reader") as other:  # the limit is per key
+        assert other.get("/v1/titles/tt0000001").status_code == 200
+
+
+def test_the_apis_database_role_can_only_read(api_world: ApiWorld) -> None:
+    # The embedded server trusts local connections, so the test logs in as the role without its password.
+    with psycopg.connect(make_conninfo(api_world.db_url, user=API_ROLE), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM imdb_marts.titles").fetchone()[0] == len(WORLD["title.basics"])
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] in ("3s", "3000ms")
+        for statement in (
+            "INSERT INTO imdb.title_ratings VALUES ('tt0000099', 1.0, 1)",
+            "UPDATE imdb_marts.titles SET primary_title = 'x'",
+            "DELETE FROM imdb.title_basics",
+            "TRUNCATE imdb.title_akas",
+            "CREATE TABLE imdb.mine (x int)",
+            "CREATE TABLE imdb_marts.mine (x int)",
+            "CREATE TABLE public.mine (x int)",
+            "DROP TABLE imdb_marts.people",
+            "DELETE FROM imdb_api.keys",
+            "UPDATE imdb_api.keys SET role = 'admin'",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with psycopg.connect(api_world.db_url) as conn:
+        (superuser,) = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (API_ROLE,)).fetchone()
+    assert superuser is False
+
+
+@pytest.mark.timeout(1200)
+def test_the_refresh_endpoint_runs_imdb_refresh_while_clients_keep_reading(db_url: str, tmp_path: Path) -> None:
+    """A real `dagster dev`: the operator's POST launches imdb_refresh, its status reaches SUCCESS, and readers
+    hammering the API meanwhile always get a right answer, the old rating or the new one, never an error."""
+    world = {name: [dict(row) for row in rows] for name, rows in WORLD.items()}
+    mirror_dir = write_files(tmp_path / "mirror", world)
+    mirror = MirrorServer(mirror_dir)
+    platform = Platform(mirror.base_url, tmp_path / "data", db_url)
+    platform.refresh(models=True)
+    world["title.ratings"][0]["average_rating"] = "8.3"  # tt0000001's new rating in the next release
+    write_files(mirror_dir, world)
+    env = platform_env(
+        fresh_home(tmp_path, "dagster_api_end_to_end"),
+        DATABASE_URL=db_url,
+        IMDB_BASE_URL=mirror.base_url,
+        IMDB_DATA_DIR=str(tmp_path / "data"),
+    )
+    dev = DagsterDev(env, tmp_path)
+    api = None
+    try:
+        dev.wait_for("the webserver", lambda: dev.graphql("{ version }"), timeout=300)
+        api = ApiServer(
+            api_env(db_url, tmp_path / "data", IMDB_DAGSTER_URL=dev.url, IMDB_API_RATE_LIMIT="100000/minute"), tmp_path
+        )
+        answers: list[tuple[int, float | None]] = []
+        done = threading.Event()
+
+        def read() -> None:
+            with api.client(new_key(db_url, "reader")) as client:
+                while not done.is_set():
+                    response = client.get("/v1/titles/tt0000001")
+                    rating = response.json().get("rating") if response.status_code == 200 else None
+                    answers.append((response.status_code, rating and rating["average"]))
+                    client.get("/v1/search/titles", params={"q": "twin"}).raise_for_status()
+
+        readers = [threading.Thread(target=read) for _ in range(2)]
+        for thread in readers:
+            thread.start()
+        with api.client(new_key(db_url, "operator")) as operator:
+            launched = operator.post("/v1/refresh", json={"files": ["title.ratings"]})
+            assert launched.status_code == 202, launched.text
+            run_id = launched.json()["run_id"]
+            dev.wait_for_run(run_id, "SUCCESS", timeout=900)
+            assert operator.get(f"/v1/runs/{run_id}").json() == {"run_id": run_id, "status": "SUCCESS"}
+            assert operator.get("/v1/runs/00000000-0000-0000-0000-000000000000").status_code == 404
+        done.set()
+        for thread in readers:
+            thread.join(timeout=60)
+        assert answers and {status for status, _ in answers} == {200}
+        assert {rating for _, rating in answers} <= {8.1, 8.3}
+        with api.client(new_key(db_url, "reader")) as client:
+            assert client.get("/v1/titles/tt0000001").json()["rating"] == {"average": 8.3, "votes": 50000}
+        run = dev.run(run_id)
+        assert {"/".join(key["path"]) for key in run["assetSelection"]} >= {"raw/title_ratings", "imdb/title_ratings"}
+    finally:
+        if api:
+            api.stop()
+        dev.stop()
+        mirror.stop()
