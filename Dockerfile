@@ -1,5 +1,5 @@
-# One image for all three Dagster services in docker-compose.yml:
-# the imdb_assets code server (runs execute here), dagster-webserver and dagster-daemon.
+# One image for every service of docker-compose.yml but postgres:
+# the imdb_assets code server (runs execute here), the two webservers, the daemon and the API.
 FROM python:3.11-slim
 
 RUN pip install --no-cache-dir "uv==0.13.8"
@@ -32,4 +32,4 @@ RUN mkdir -p /opt/dagster/dagster_home /data
 COPY dagster.yaml /opt/dagster/dagster_home/dagster.yaml
 COPY docker/workspace.yaml /opt/dagster/dagster_home/workspace.yaml
 
-EXPOSE 3000 4000
+EXPOSE 3000 4000 8000

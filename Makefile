@@ -17,19 +17,23 @@ BENCH_PRINCIPALS ?= 1000000,5000000,20000000
 REFRESH_ROWS ?= 1000000,5000000
 BENCH_DBT_ROWS ?= 5000000
 DEV_PORT ?= 3000
+API_PORT ?= 8000
+BENCH_API_ROWS ?= 20370000
 
-.PHONY: help sync install prepare demo test lint dev db-stop clean bench bench-refresh bench-rss bench-dbt
+.PHONY: help sync install prepare demo test lint dev api db-stop clean bench bench-refresh bench-rss bench-dbt bench-api
 
 help:
 	@echo "make demo     generate an IMDb-format mirror and load it all into the embedded PostgreSQL"
 	@echo "make test     lint and run the whole test suite"
 	@echo "make dev      the Dagster UI (webserver + daemon) on the same instance"
+	@echo "make api      the REST API on 127.0.0.1:$(API_PORT), with a new reader key printed as a curl line"
 	@echo "make prepare  parse the dbt project again (make install does it when dbt_project/ changed)"
 	@echo "make db-stop  stop the embedded PostgreSQL"
 	@echo "make bench    load benchmark against COPY text and batch inserts (BENCH_ROWS=$(BENCH_ROWS), 1/10 of IMDb)"
 	@echo "make bench-refresh  imdb_refresh end to end, then with nothing changed (REFRESH_ROWS=$(REFRESH_ROWS))"
 	@echo "make bench-rss  peak memory by size of title.principals ($(BENCH_PRINCIPALS) rows)"
 	@echo "make bench-dbt  dbt build, per model and test, on freshly loaded data (BENCH_DBT_ROWS=$(BENCH_DBT_ROWS))"
+	@echo "make bench-api  requests/s and latency per API route with wrk (BENCH_API_ROWS=$(BENCH_API_ROWS))"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -62,6 +66,9 @@ dev: install
 	@echo "Dagster UI: http://127.0.0.1:$(DEV_PORT)  (webserver and daemon on the same instance; Ctrl-C stops both)"
 	$(UV) run dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
 
+api: install
+	$(UV) run python -m imdb_api --port $(API_PORT) --new-reader-key "make api $$(date +%FT%T)"
+
 bench: install
 	$(UV) run python -m bench.run --rows $(BENCH_ROWS)
 
@@ -73,6 +80,10 @@ bench-rss: install
 
 bench-dbt: install
 	$(UV) run python -m bench.dbt --rows $(BENCH_DBT_ROWS)
+
+bench-api: install
+	@command -v wrk >/dev/null || apt-get install -y wrk
+	$(UV) run python -m bench.api --rows $(BENCH_API_ROWS)
 
 db-stop: install
 	$(UV) run python -c "from imdb_assets import database, settings; database.stop_embedded_server(settings.data_dir())"

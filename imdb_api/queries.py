@@ -96,27 +96,30 @@ WHERE tp.nconst = %(nconst)s
 ORDER BY coalesce(t.start_year, 0) DESC, tp.tconst DESC, tp.category DESC
 LIMIT %(fetch)s"""
 
-# Search: every word must match, the last one as a prefix; with no match, any word. Ranked by text weight (a
-# primary title beats an aka) times the log of the votes or credits.
-SEARCH_TITLES = """SELECT json_build_object(
+# Search: every word must match, the last one as a prefix; with no match, any word. The first SEARCH_CANDIDATES
+# matches in storage order (most voted or credited first) are ranked by text weight (a primary title beats an
+# aka) times the log of the votes or credits, so a word found in millions of titles costs no more than a rare one.
+SEARCH_CANDIDATES = 2000
+SEARCH_TITLES = f"""SELECT json_build_object(
     'tconst', s.tconst, 'primary_title', s.primary_title, 'title_type', s.title_type, 'start_year', s.start_year,
-    'num_votes', s.num_votes, 'rank', round(rank::numeric, 4))::text
-FROM imdb_marts.title_search s,
-     to_tsquery('simple', imdb_marts.search_text(%(query)s)) AS query,
-     LATERAL (SELECT ts_rank(s.document, query) * ln(2 + coalesce(s.num_votes, 0)) AS rank) AS ranked
-WHERE s.document @@ query
-ORDER BY rank DESC, s.tconst
+    'num_votes', s.num_votes, 'rank', round(s.rank::numeric, 4))::text
+FROM (
+    SELECT s.*, ts_rank(s.document, query) * ln(2 + coalesce(s.num_votes, 0)) AS rank
+    FROM to_tsquery('simple', imdb_marts.search_text(%(query)s)) AS query,
+         LATERAL (SELECT * FROM imdb_marts.title_search s WHERE s.document @@ query LIMIT {SEARCH_CANDIDATES}) AS s
+) AS s
+ORDER BY s.rank DESC, s.tconst
 LIMIT %(limit)s"""
 
-SEARCH_NAMES = """SELECT json_build_object(
-    'nconst', s.nconst, 'primary_name', s.primary_name, 'professions', p.professions,
-    'known_for_titles', p.known_for_titles, 'total_credits', p.total_credits, 'rank', round(rank::numeric, 4))::text
-FROM imdb_marts.name_search s
-     LEFT JOIN imdb_marts.people p ON p.nconst = s.nconst,
-     to_tsquery('simple', imdb_marts.search_text(%(query)s)) AS query,
-     LATERAL (SELECT ts_rank(s.document, query) * ln(2 + coalesce(p.total_credits, 0)) AS rank) AS ranked
-WHERE s.document @@ query
-ORDER BY rank DESC, s.nconst
+SEARCH_NAMES = f"""SELECT json_build_object(
+    'nconst', s.nconst, 'primary_name', s.primary_name, 'professions', s.professions,
+    'known_for_titles', s.known_for_titles, 'total_credits', s.total_credits, 'rank', round(s.rank::numeric, 4))::text
+FROM (
+    SELECT s.*, ts_rank(s.document, query) * ln(2 + s.total_credits) AS rank
+    FROM to_tsquery('simple', imdb_marts.search_text(%(query)s)) AS query,
+         LATERAL (SELECT * FROM imdb_marts.name_search s WHERE s.document @@ query LIMIT {SEARCH_CANDIDATES}) AS s
+) AS s
+ORDER BY s.rank DESC, s.nconst
 LIMIT %(limit)s"""
 
 TOP_CHART = f"""SELECT {TITLE_ITEM}::text FROM imdb_marts.titles t

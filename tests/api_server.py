@@ -19,13 +19,13 @@ from tests.dagster_dev import REPO, free_port
 
 
 class ApiServer:
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"api-{self.port}.log"
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "imdb_api", "--port", str(self.port)],
+                [sys.executable, "-m", "imdb_api", "--port", str(self.port), *args],
                 env=env,
                 cwd=REPO,
                 stdout=out,

@@ -3,6 +3,10 @@ platform itself: exact answers, paging, search, keys and roles, bad input, and t
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,7 +66,7 @@ def api_world(tmp_path_factory, world_database: str) -> Iterator[ApiWorld]:
     mirror = MirrorServer(write_files(tmp / "world", WORLD))
     platform = Platform(mirror.base_url, tmp / "data", world_database)
     platform.refresh(models=True)
-    api = ApiServer(api_env(world_database, tmp / "data"), tmp)
+    api = ApiServer(api_env(world_database, tmp / "data"), tmp, "--new-reader-key", "make api")
     yield ApiWorld(platform, api, world_database)
     api.stop()
     mirror.stop()
@@ -307,6 +311,42 @@ def test_roles_allow_and_refuse(api_world: ApiWorld) -> None:
     assert ("operator", "refresh", "dagster unavailable") in actions
     assert ("admin", "create_key", "ok") in actions and ("admin", "revoke_key", "ok") in actions
     assert ("admin", "revoke_key", "not found") in actions
+
+
+def test_make_api_prints_a_curl_line_with_a_working_reader_key(api_world: ApiWorld) -> None:
+    curl = next(line for line in api_world.api.tail(100_000).splitlines() if line.strip().startswith("curl "))
+    argv = shlex.split(curl)
+    key = argv[argv.index("-H") + 1].removeprefix("Authorization: Bearer ")
+    url = argv[-1]
+    assert url.startswith(f"http://127.0.0.1:{api_world.api.port}/v1/search/titles?q=")
+    with api_world.api.client(key) as client:
+        assert client.get(url).status_code == 200
+        assert client.post("/v1/refresh").status_code == 403  # a reader
+
+
+def test_the_keys_cli_creates_lists_and_revokes(api_world: ApiWorld, tmp_path: Path) -> None:
+    env = clean_env() | {"DATABASE_URL": api_world.db_url, "IMDB_DATA_DIR": str(tmp_path)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "imdb_api.keys", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    created = cli("create", "--role", "reader", "--name", "alice", "--expires-in-days", "30")
+    assert created.returncode == 0, created.stderr
+    alice = json.loads(created.stdout)
+    assert alice["name"] == "alice" and alice["role"] == "reader" and "shown again" in created.stderr
+    assert datetime.fromisoformat(alice["expires_at"]) > datetime.now().astimezone() + timedelta(days=29)
+    with api_world.api.client(alice["key"]) as client:
+        assert client.get("/v1/titles/tt0000001").status_code == 200
+        listed = {k["id"]: k for k in json.loads(cli("list").stdout)}
+        assert listed[alice["id"]]["name"] == "alice" and "key" not in listed[alice["id"]]
+        assert cli("revoke", str(alice["id"])).returncode == 0
+        assert client.get("/v1/titles/tt0000001").status_code == 401
+    assert cli("revoke", "999999").returncode == 1
+    assert cli("create", "--role", "superuser", "--name", "x").returncode == 2
+    with psycopg.connect(api_world.db_url) as conn:
+        actions = conn.execute("SELECT actor, action FROM imdb_api.audit_log WHERE actor LIKE 'cli:%'").fetchall()
+    assert {action for _, action in actions} >= {"create_key", "revoke_key"}
 
 
 def test_keys_are_stored_only_as_hashes(api_world: ApiWorld) -> None:

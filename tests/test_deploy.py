@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from imdb_api.settings import API_ENVIRONMENT
 from imdb_assets.settings import DEFAULT_BASE_URL, ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,8 @@ DOCKER_WORKSPACE = ROOT / "docker" / "workspace.yaml"
 DAGSTER_YAML = ROOT / "dagster.yaml"
 
 CODE_SERVER = "imdb_code"
-DAGSTER_SERVICES = (CODE_SERVER, "webserver", "daemon")
+DAGSTER_SERVICES = (CODE_SERVER, "webserver", "webserver_readonly", "daemon")
+API = "api"
 DAGSTER_HOME = "/opt/dagster/dagster_home"
 CONTAINER_WORKSPACE = f"{DAGSTER_HOME}/workspace.yaml"
 
@@ -228,7 +230,7 @@ def files_at(path: str, service: dict, dockerfile: Dockerfile) -> set[Path]:
 
 
 def test_services_exist(services: dict) -> None:
-    assert {"postgres", CODE_SERVER, "webserver", "daemon"} <= set(services)
+    assert {"postgres", CODE_SERVER, "webserver", "webserver_readonly", "daemon", API} <= set(services)
     assert services["postgres"]["image"] == "postgres:16"
 
 
@@ -267,6 +269,7 @@ def test_code_server_healthcheck_probes_its_port(services: dict) -> None:
     ("name", "prefix"),
     [
         ("webserver", ["dagster-webserver"]),
+        ("webserver_readonly", ["dagster-webserver", "--read-only"]),
         ("daemon", ["dagster-daemon", "run"]),
     ],
 )
@@ -283,18 +286,37 @@ def test_webserver_and_daemon_load_the_docker_workspace(
     assert files_at(path, service, dockerfile) == {DOCKER_WORKSPACE.resolve()}
 
 
-def test_webserver_is_published_on_3000(services: dict) -> None:
-    argv = command_args(services["webserver"])
-    assert option(argv, "-h", "--host") == "0.0.0.0"
-    assert option(argv, "-p", "--port") == "3000"
-    assert "3000:3000" in [str(port) for port in services["webserver"]["ports"]]
+def test_only_the_read_only_webserver_is_published_beyond_the_host(services: dict) -> None:
+    """Dagster OSS has no authentication and its GraphQL endpoint launches runs: the operators' webserver listens
+    on the host's loopback only, the viewers' one is --read-only."""
+    for name, published in (("webserver", "127.0.0.1:3000:3000"), ("webserver_readonly", "3001:3000")):
+        argv = command_args(services[name])
+        assert option(argv, "-h", "--host") == "0.0.0.0"
+        assert option(argv, "-p", "--port") == "3000"
+        assert [str(port) for port in services[name]["ports"]] == [published], name
+    assert "--read-only" not in command_args(services["webserver"])
+    assert "--read-only" in command_args(services["webserver_readonly"])
+
+
+def test_the_api_reaches_dagster_inside_the_network_and_the_database(services: dict) -> None:
+    api = services[API]
+    argv = command_args(api)
+    assert argv[:3] == ["python", "-m", "imdb_api"]
+    assert option(argv, "--host") == "0.0.0.0" and option(argv, "--port") == "8000"
+    assert [str(port) for port in api["ports"]] == ["8000:8000"]
+    env = {key: with_defaults(value) for key, value in environment(api).items()}
+    assert set(API_ENVIRONMENT) <= set(env)
+    assert env["IMDB_DAGSTER_URL"] == "http://webserver:3000"
+    assert env["DATABASE_URL"] == environment(services["webserver"])["DATABASE_URL"]
+    assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert named_volume_mounts(api)[env["IMDB_DATA_DIR"]] == "imdb-data"
 
 
 def test_dagster_services_wait_for_healthy_postgres(services: dict) -> None:
     for name in DAGSTER_SERVICES:
         depends_on = services[name]["depends_on"]
         assert depends_on["postgres"]["condition"] == "service_healthy", name
-    for name in ("webserver", "daemon"):
+    for name in ("webserver", "webserver_readonly", "daemon"):
         assert CODE_SERVER in services[name]["depends_on"], name
 
 
@@ -340,8 +362,9 @@ def test_every_platform_variable_in_the_deployment_is_in_the_contract(services: 
     names |= {match["braced"] for match in INTERPOLATION.finditer(text)}
     names |= {match["name"] for match in BARE_VARIABLE.finditer(text)}
     platform = {name for name in names if name.startswith("IMDB_") or name == "DATABASE_URL"}
-    assert platform <= set(ENVIRONMENT), f"not in ENVIRONMENT: {platform - set(ENVIRONMENT)}"
-    assert platform == set(ENVIRONMENT)
+    contract = set(ENVIRONMENT) | set(API_ENVIRONMENT)
+    assert platform <= contract, f"not in ENVIRONMENT or API_ENVIRONMENT: {platform - contract}"
+    assert platform == contract
 
 
 def test_database_url_points_at_the_postgres_service(services: dict) -> None:

@@ -1,7 +1,8 @@
 {{ config(indexes=[{'columns': ['document'], 'type': 'gin'}, {'columns': ['tconst'], 'unique': True}]) }}
 
 -- One search document per title: its primary title (weight A), original title (B) and every aka (C), folded by
--- search_text() so that case and accents do not matter. The API ranks matches by weight and votes.
+-- search_text() so that case and accents do not matter. Rows are stored most-voted first: the API ranks only the
+-- first matches of a word found in many titles, and a bitmap scan returns them in this order.
 with aka_texts as (
     select tconst, string_agg(distinct imdb_marts.search_text(title), ' ') as akas
     from {{ ref('stg_imdb__title_akas') }}
@@ -20,3 +21,4 @@ select
 from {{ ref('stg_imdb__title_basics') }} as basics
 left join {{ ref('stg_imdb__title_ratings') }} as ratings on ratings.tconst = basics.tconst
 left join aka_texts on aka_texts.tconst = basics.tconst
+order by ratings.num_votes desc nulls last, basics.tconst

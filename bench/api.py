@@ -1,0 +1,191 @@
+"""API benchmark: requests/s and latency per route, with N concurrent clients, on generated data with its marts.
+
+    uv run python -m bench.api --rows 20370000        # make bench-api (1/10 of IMDb)
+
+The data folder of `bench.refresh` at the same size is reused when it holds the marts; otherwise `imdb_refresh`
+builds one. The API runs as `make api` does (`python -m imdb_api`, WORKERS processes) and `wrk` (Debian's package,
+one thread, on the same machine) sends requests for random ids or words sampled from the data, one route at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from bench import refresh
+from bench.run import ensure_data, machine
+from imdb_api import keys
+from imdb_api.database import ensure_api_tables
+from imdb_assets import database
+
+RESULTS = Path("bench_results")
+SAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    route: str
+    clients: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def prepare(rows: int, work: Path) -> Path:
+    """A data folder whose database holds every table and mart at ``rows``."""
+    folder = work / str(rows)
+    url = database.resolve_url(None, folder / "data") if (folder / "data" / "postgres").exists() else None
+    if url:
+        with psycopg.connect(url) as conn:
+            if conn.execute("SELECT to_regclass('imdb_marts.title_search') IS NOT NULL").fetchone()[0]:
+                return folder / "data"
+        database.stop_embedded_server(folder / "data")
+    data = ensure_data(RESULTS / "data" / str(rows), rows)
+    if folder.exists():
+        shutil.rmtree(folder)
+    refresh._refresh(refresh._environment(data, folder))
+    return folder / "data"
+
+
+def samples(url: str) -> dict[str, list[str]]:
+    """Paths for each route, from ids and words of the data itself."""
+    with psycopg.connect(url) as conn:
+
+        def column(statement: str) -> list:
+            return [row[0] for row in conn.execute(statement, (SAMPLES,))]
+
+        titles = column("SELECT tconst FROM imdb_marts.titles TABLESAMPLE SYSTEM (5) WHERE num_votes > 0 LIMIT %s")
+        people = column("SELECT nconst FROM imdb_marts.people WHERE total_credits > 0 LIMIT %s")
+        recommended = column("SELECT DISTINCT tconst FROM imdb_marts.title_recommendations LIMIT %s")
+        words = column(
+            "SELECT split_part(primary_title, ' ', 1) FROM imdb_marts.titles TABLESAMPLE SYSTEM (5) "
+            "WHERE primary_title ~ '^[[:alpha:]]{3,}' LIMIT %s"
+        )
+        genres = column("SELECT DISTINCT genre FROM imdb_marts.title_genres LIMIT %s")
+    prefixes = [f"{a} {b[:3]}" for a, b in itertools.pairwise(words)]
+    return {
+        "title by id": [f"/v1/titles/{t}" for t in titles],
+        "search (titles)": [f"/v1/search/titles?q={q}" for q in words[: SAMPLES // 2] + prefixes[: SAMPLES // 2]],
+        "credits": [f"/v1/titles/{t}/credits" for t in titles],
+        "filmography": [f"/v1/names/{n}/filmography" for n in people],
+        "similar": [f"/v1/titles/{t}/similar" for t in recommended],
+        "keyset page": [f"/v1/titles?genre={g}&sort={s}&limit=20" for g in genres for s in ("votes", "rating", "year")],
+    }
+
+
+def wrk_script(paths: list[str], key: str, folder: Path) -> Path:
+    script = folder / "requests.lua"
+    listed = ",\n".join(json.dumps(p.replace(" ", "%20")) for p in paths)
+    script.write_text(
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+        f"local paths = {{\n{listed}\n}}\n"
+        "request = function() return wrk.format('GET', paths[math.random(#paths)]) end\n"
+    )
+    return script
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 2)
+
+
+def run_wrk(base_url: str, script: Path, clients: int, seconds: int) -> tuple[float, float, float, int]:
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", str(script), base_url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))
+    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))
+    errors = sum(
+        int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|Socket errors:.*?timeout)\s*:?\s*(\d+)", output)
+    )
+    return rate, p50, p99, errors
+
+
+def measure(data_dir: Path, clients: int, seconds: int, workers: int) -> list[RouteResult]:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install wrk")
+    url = database.resolve_url(None, data_dir)
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_api_tables(conn)
+        _, key = keys.create_key(conn, f"bench {time.strftime('%H:%M:%S')}", "reader", "bench")
+    port = 8123
+    env = os.environ | {"IMDB_DATA_DIR": str(data_dir), "IMDB_API_RATE_LIMIT": "1000000000/minute"}
+    env.pop("DATABASE_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "imdb_api", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        results = []
+        with tempfile.TemporaryDirectory() as folder:
+            for route, paths in samples(url).items():
+                script = wrk_script(paths, key, Path(folder))
+                run_wrk(base, script, clients, 3)  # warm the pool, the prepared statements and the cache
+                rate, p50, p99, errors = run_wrk(base, script, clients, seconds)
+                results.append(RouteResult(route, clients, round(rate), p50, p99, errors))
+                print(f"{route}: {rate:,.0f} req/s, p50 {p50} ms, p99 {p99} ms, {errors} errors", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return results
+
+
+def markdown(results: list[RouteResult]) -> str:
+    lines = [
+        "| route | clients | requests/s | p50 (ms) | p99 (ms) | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {r.route} | {r.clients} | {r.requests_per_second:,.0f} | {r.p50_ms} | {r.p99_ms} | {r.errors} |"
+        for r in results
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_370_000, help="generated rows over all files (1/10 of IMDb)")
+    parser.add_argument("--work", type=Path, default=RESULTS / "api", help="data folders, one per size")
+    parser.add_argument("--data-dir", type=Path, help="an IMDB_DATA_DIR already loaded and modeled, instead")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent connections of wrk")
+    parser.add_argument("--seconds", type=int, default=15, help="measured seconds per route")
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes")
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir.absolute() if args.data_dir else prepare(args.rows, args.work.absolute())
+    results = measure(data_dir, args.clients, args.seconds, args.workers)
+    report = (
+        f"# API\n\n{machine()}, {time.strftime('%Y-%m-%d %H:%M')}; {args.rows:,} generated rows, "
+        f"{args.workers} API workers, wrk with one thread on the same machine\n\n{markdown(results)}\n"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "api.md").write_text(report)
+    (RESULTS / "api.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
