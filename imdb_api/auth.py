@@ -14,7 +14,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import parse
 from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 from psycopg_pool import AsyncConnectionPool
 
 from imdb_api import keys
@@ -48,7 +48,7 @@ class KeyChecker:
         self.ttl = ttl
         self.cache: dict[bytes, tuple[float, Caller | None]] = {}
         self.limit = parse(rate_limit)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     async def caller(self, secret: str) -> Caller | None:
         if not keys.looks_like_key(secret):
