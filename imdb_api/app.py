@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from imdb_api import database, keys, queries
+from imdb_api import database, keys, models, queries
 from imdb_api.auth import Caller, KeyChecker, audit, require
 from imdb_api.errors import ApiError, error_response, install
 from imdb_api.runs import DagsterUnavailable, Runs
@@ -155,7 +155,8 @@ def create_app(api_settings: ApiSettings | None = None) -> FastAPI:
     )
     install(app)
     app.add_middleware(LimitRequestSize)
-    app.include_router(_routes(), dependencies=[Depends(reject_unknown_parameters)])
+    errors = {status: {"model": models.Error} for status in (400, 401, 403, 404, 422, 429, 503)}
+    app.include_router(_routes(), dependencies=[Depends(reject_unknown_parameters)], responses=errors)
     return app
 
 
@@ -208,14 +209,22 @@ def _routes():
             return error_response(503, f"not loaded yet: {', '.join(missing)}")
         return json_response('{"status":"ready"}')
 
-    @router.get("/v1/titles/{tconst}", tags=["titles"], dependencies=[read], summary="A title")
+    @router.get(
+        "/v1/titles/{tconst}", tags=["titles"], dependencies=[read], summary="A title", response_model=models.Title
+    )
     async def title(request: Request, tconst: Tconst) -> Response:
         row = await _one(request, queries.TITLE, (tconst,))
         if row is None:
             raise ApiError(404, f"no title {tconst}")
         return json_response(row[0])
 
-    @router.get("/v1/titles", tags=["titles"], dependencies=[read], summary="Titles by filter, paged by key")
+    @router.get(
+        "/v1/titles",
+        tags=["titles"],
+        dependencies=[read],
+        summary="Titles by filter, paged by key",
+        response_model=models.Page[models.TitleSummary],
+    )
     async def titles(
         request: Request,
         type: Annotated[str | None, Query(pattern=WORD, description="movie, tvSeries, ...")] = None,
@@ -247,13 +256,25 @@ def _routes():
         next_cursor = encode_cursor(sort, str(rows[-1][1]), rows[-1][2]) if more else None
         return items_response([row[0] for row in rows], next_cursor, paged=True)
 
-    @router.get("/v1/search/titles", tags=["search"], dependencies=[read], summary="Titles by words of any name")
+    @router.get(
+        "/v1/search/titles",
+        tags=["search"],
+        dependencies=[read],
+        summary="Titles by words of any name",
+        response_model=models.Items[models.TitleHit],
+    )
     async def search_titles(
         request: Request, q: Annotated[str, Query(min_length=1, max_length=200)], limit: Limit = 20
     ) -> Response:
         return await _search(request, queries.SEARCH_TITLES, q, limit)
 
-    @router.get("/v1/search/names", tags=["search"], dependencies=[read], summary="People by words of their name")
+    @router.get(
+        "/v1/search/names",
+        tags=["search"],
+        dependencies=[read],
+        summary="People by words of their name",
+        response_model=models.Items[models.NameHit],
+    )
     async def search_names(
         request: Request, q: Annotated[str, Query(min_length=1, max_length=200)], limit: Limit = 20
     ) -> Response:
@@ -265,34 +286,66 @@ def _routes():
             rows = await _rows(request, statement, {"query": _search_query(q, any_word=True), "limit": limit})
         return items_response([row[0] for row in rows])
 
-    @router.get("/v1/titles/{tconst}/credits", tags=["titles"], dependencies=[read], summary="Who worked on it")
+    @router.get(
+        "/v1/titles/{tconst}/credits",
+        tags=["titles"],
+        dependencies=[read],
+        summary="Who worked on it",
+        response_model=models.Items[models.Credit],
+    )
     async def credits(
         request: Request, tconst: Tconst, category: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None
     ) -> Response:
         return await _title_items(request, tconst, queries.CREDITS, (tconst, category, category))
 
-    @router.get("/v1/titles/{tconst}/akas", tags=["titles"], dependencies=[read], summary="Its other titles")
+    @router.get(
+        "/v1/titles/{tconst}/akas",
+        tags=["titles"],
+        dependencies=[read],
+        summary="Its other titles",
+        response_model=models.Items[models.Aka],
+    )
     async def akas(request: Request, tconst: Tconst) -> Response:
         return await _title_items(request, tconst, queries.AKAS, (tconst,))
 
-    @router.get("/v1/titles/{tconst}/similar", tags=["titles"], dependencies=[read], summary="Recommendations")
+    @router.get(
+        "/v1/titles/{tconst}/similar",
+        tags=["titles"],
+        dependencies=[read],
+        summary="Recommendations",
+        response_model=models.Items[models.Similar],
+    )
     async def similar(request: Request, tconst: Tconst) -> Response:
         return await _title_items(request, tconst, queries.SIMILAR, (tconst,))
 
-    @router.get("/v1/titles/{tconst}/episodes", tags=["titles"], dependencies=[read], summary="A series' episodes")
+    @router.get(
+        "/v1/titles/{tconst}/episodes",
+        tags=["titles"],
+        dependencies=[read],
+        summary="A series' episodes",
+        response_model=models.Items[models.Episode],
+    )
     async def episodes(
         request: Request, tconst: Tconst, season: Annotated[int | None, Query(ge=0, le=100_000)] = None
     ) -> Response:
         return await _title_items(request, tconst, queries.EPISODES, (tconst, season, season))
 
-    @router.get("/v1/names/{nconst}", tags=["names"], dependencies=[read], summary="A person")
+    @router.get(
+        "/v1/names/{nconst}", tags=["names"], dependencies=[read], summary="A person", response_model=models.Person
+    )
     async def person(request: Request, nconst: Nconst) -> Response:
         row = await _one(request, queries.PERSON, (nconst,))
         if row is None:
             raise ApiError(404, f"no person {nconst}")
         return json_response(row[0])
 
-    @router.get("/v1/names/{nconst}/filmography", tags=["names"], dependencies=[read], summary="A person's credits")
+    @router.get(
+        "/v1/names/{nconst}/filmography",
+        tags=["names"],
+        dependencies=[read],
+        summary="A person's credits",
+        response_model=models.Page[models.FilmographyEntry],
+    )
     async def filmography(
         request: Request,
         nconst: Nconst,
@@ -316,7 +369,13 @@ def _routes():
         next_cursor = encode_cursor(*rows[-1][1:]) if more else None
         return items_response([row[0] for row in rows], next_cursor, paged=True)
 
-    @router.get("/v1/charts/top", tags=["charts"], dependencies=[read], summary="Best rated titles")
+    @router.get(
+        "/v1/charts/top",
+        tags=["charts"],
+        dependencies=[read],
+        summary="Best rated titles",
+        response_model=models.Items[models.TitleSummary],
+    )
     async def top_chart(
         request: Request,
         genre: Annotated[str | None, Query(pattern=WORD)] = None,
@@ -327,12 +386,24 @@ def _routes():
         params = {"genre": genre, "type": type, "min_votes": min_votes, "limit": limit}
         return items_response([row[0] for row in await _rows(request, queries.TOP_CHART, params)])
 
-    @router.get("/v1/stats/genres", tags=["charts"], dependencies=[read], summary="Titles and ratings by genre")
+    @router.get(
+        "/v1/stats/genres",
+        tags=["charts"],
+        dependencies=[read],
+        summary="Titles and ratings by genre",
+        response_model=models.Items[models.GenreStats],
+    )
     async def genre_stats(request: Request, year_from: Year = None, year_to: Year = None) -> Response:
         params = {"year_from": year_from, "year_to": year_to}
         return items_response([row[0] for row in await _rows(request, queries.GENRE_STATS, params)])
 
-    @router.get("/v1/datasets", tags=["datasets"], dependencies=[read], summary="Rows and freshness per table")
+    @router.get(
+        "/v1/datasets",
+        tags=["datasets"],
+        dependencies=[read],
+        summary="Rows and freshness per table",
+        response_model=models.Items[models.DatasetFreshness],
+    )
     async def datasets(request: Request) -> dict:
         loads = {row[0]: row[1:] for row in await _rows(request, queries.DATASETS, ())}
         items = []
@@ -349,7 +420,13 @@ def _routes():
             )
         return {"items": items}
 
-    @router.post("/v1/refresh", tags=["operations"], status_code=202, summary="Launch imdb_refresh (operator)")
+    @router.post(
+        "/v1/refresh",
+        tags=["operations"],
+        status_code=202,
+        summary="Launch imdb_refresh (operator)",
+        response_model=models.RunLaunched,
+    )
     async def refresh(request: Request, caller: Operator, body: Annotated[RefreshRequest, Body()] = None) -> dict:
         files = (body.files if body else []) or []
         unknown = [stem for stem in files if stem not in BY_STEM]
@@ -366,7 +443,9 @@ def _routes():
         await audit(request, caller, "refresh", detail | {"run_id": run_id}, "launched")
         return {"run_id": run_id, "status_url": f"/v1/runs/{run_id}"}
 
-    @router.get("/v1/runs/{run_id}", tags=["operations"], summary="A run's status (operator)")
+    @router.get(
+        "/v1/runs/{run_id}", tags=["operations"], summary="A run's status (operator)", response_model=models.RunStatus
+    )
     async def run_status(
         request: Request,
         caller: Operator,
@@ -381,7 +460,13 @@ def _routes():
             raise ApiError(404, f"no run {run_id}")
         return {"run_id": run_id, "status": status}
 
-    @router.post("/v1/keys", tags=["keys"], status_code=201, summary="Make a key, shown only here (admin)")
+    @router.post(
+        "/v1/keys",
+        tags=["keys"],
+        status_code=201,
+        summary="Make a key, shown only here (admin)",
+        response_model=models.NewKeyCreated,
+    )
     async def create_key(request: Request, caller: Admin, body: NewKey) -> dict:
         secret = keys.new_secret()
         async with request.app.state.pool.connection() as conn:
@@ -402,13 +487,18 @@ def _routes():
         await audit(request, caller, "create_key", {"key_id": info.id, "name": info.name, "role": info.role}, "ok")
         return info.public() | {"key": secret}
 
-    @router.get("/v1/keys", tags=["keys"], summary="Every key, without the keys themselves (admin)")
+    @router.get(
+        "/v1/keys",
+        tags=["keys"],
+        summary="Every key, without the keys themselves (admin)",
+        response_model=models.Items[models.KeyInfo],
+    )
     async def list_keys(request: Request, caller: Admin) -> dict:
         rows = await _rows(request, keys.LIST_KEYS, ())
         await audit(request, caller, "list_keys", {}, "ok")
         return {"items": [keys.KeyInfo(*row).public() for row in rows]}
 
-    @router.delete("/v1/keys/{key_id}", tags=["keys"], summary="Revoke a key (admin)")
+    @router.delete("/v1/keys/{key_id}", tags=["keys"], summary="Revoke a key (admin)", response_model=models.KeyInfo)
     async def revoke_key(request: Request, caller: Admin, key_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
         row = await _one(request, keys.REVOKE_KEY, (key_id,))
         await audit(request, caller, "revoke_key", {"key_id": key_id}, "ok" if row else "not found")

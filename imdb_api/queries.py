@@ -52,8 +52,9 @@ WHERE tp.tconst = %s AND (%s::text IS NULL OR tp.category = %s)
 ORDER BY tp.billing_order NULLS LAST, tp.category, tp.nconst"""
 
 AKAS = """SELECT json_build_object(
-    'ordering', a.ordering, 'title', a.title, 'region', a.region, 'language', a.language, 'types', a.types,
-    'attributes', a.attributes, 'is_original_title', a.is_original_title)::text
+    'ordering', a.ordering, 'title', a.title, 'region', a.region, 'language', a.language,
+    'types', coalesce(a.types, '{}'), 'attributes', coalesce(a.attributes, '{}'),
+    'is_original_title', a.is_original_title)::text
 FROM imdb.title_akas a WHERE a.title_id = %s ORDER BY a.ordering"""
 
 SIMILAR = """SELECT json_build_object(

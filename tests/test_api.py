@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from imdb_api import keys
+from imdb_api import keys, models
 from imdb_api.settings import API_ROLE
 from imdb_assets import database
 from tests.api_server import ApiServer, new_key
@@ -224,6 +224,39 @@ def test_charts_stats_and_datasets(reader) -> None:
     assert datetime.fromisoformat(
         datasets["title.basics.tsv.gz"]["loaded_at"]
     ) > datetime.now().astimezone() - timedelta(hours=1)
+
+
+def test_answers_match_the_models_openapi_documents(api_world: ApiWorld, reader) -> None:
+    documented = {
+        "/v1/titles/tt0000001": models.Title,
+        "/v1/titles/tt0000011": models.Title,
+        "/v1/titles?limit=2": models.Page[models.TitleSummary],
+        "/v1/search/titles?q=twin": models.Items[models.TitleHit],
+        "/v1/search/names?q=actor": models.Items[models.NameHit],
+        "/v1/titles/tt0000001/credits": models.Items[models.Credit],
+        "/v1/titles/tt0000001/akas": models.Items[models.Aka],
+        "/v1/titles/tt0000001/similar": models.Items[models.Similar],
+        "/v1/titles/tt0000010/episodes": models.Items[models.Episode],
+        "/v1/names/nm0000001": models.Person,
+        "/v1/names/nm0000001/filmography?limit=1": models.Page[models.FilmographyEntry],
+        "/v1/charts/top?min_votes=0": models.Items[models.TitleSummary],
+        "/v1/stats/genres": models.Items[models.GenreStats],
+        "/v1/datasets": models.Items[models.DatasetFreshness],
+        "/v1/titles/tt9999999": models.Error,
+    }
+    for path, model in documented.items():
+        body = reader.get(path).json()
+        model.model_validate(body)
+        assert body.get("items", [body]), path  # every list above has something to check
+    with api_world.client("admin") as admin:
+        made = admin.post("/v1/keys", json={"name": "doc", "role": "reader"}).json()
+        models.NewKeyCreated.model_validate(made)
+        models.Items[models.KeyInfo].model_validate(admin.get("/v1/keys").json())
+        models.KeyInfo.model_validate(admin.delete(f"/v1/keys/{made['id']}").json())
+    schema = reader.get("/openapi.json").json()
+    title = schema["paths"]["/v1/titles/{tconst}"]["get"]["responses"]
+    assert title["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Title")
+    assert title["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
 
 
 @pytest.mark.parametrize(
