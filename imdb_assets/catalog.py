@@ -72,9 +72,6 @@ class Dataset:
     def header(self) -> str:
         return "\t".join(c.source for c in self.columns)
 
-    def column(self, name: str) -> Column:
-        return next(c for c in self.columns if c.name == name)
-
 
 C = Column
 T, INT, B = Kind.TEXT, Kind.INT, Kind.BOOL
@@ -180,5 +177,4 @@ DATASETS: tuple[Dataset, ...] = (
 )
 
 BY_STEM = {d.file_stem: d for d in DATASETS}
-BY_TABLE = {d.table: d for d in DATASETS}
 SCHEMA = "imdb"

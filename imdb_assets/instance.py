@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import yaml
 from dagster import Field
-from dagster._serdes import ConfigurableClassData
+from dagster._serdes import ConfigurableClassData  # no public home; dagster-postgres imports it from here too
 from dagster_postgres import DagsterPostgresStorage
 
 from imdb_assets import database, settings

@@ -22,10 +22,6 @@ ENVIRONMENT: dict[str, str] = {
 }
 
 
-def base_url() -> str:
-    return os.environ.get("IMDB_BASE_URL") or DEFAULT_BASE_URL
-
-
 def data_dir() -> Path:
     return Path(os.environ.get("IMDB_DATA_DIR") or "data").absolute()
 
