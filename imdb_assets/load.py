@@ -51,8 +51,8 @@ BATCH_ROWS = 256_000
 # copies this one, where large ones leave the two taking turns.
 COPY_CHUNK_BYTES = 128 * 1024
 MIN_PART_ROWS = 250_000  # below this, a partition's extra connection, DDL and ANALYZE cost more than they save
-# Every column type of the catalog is built in, so ADBC's table of them will do: reading the server's pg_type
-# instead made each connection take 35 ms rather than 5.
+# Every column type of the catalog is built in, so ADBC's own table of them will do: a connection then opens
+# without reading the server's pg_type.
 ADBC_OPTIONS = {"adbc.postgresql.type_resolver_mode": "builtin"}
 
 
@@ -83,7 +83,7 @@ def qualified(schema: str, table: str) -> sql.Composed:
 
 def column_sql(dataset: Dataset, column: Column, sql_type: str | None = None) -> str:
     """A column's DDL. Keyed or indexed text (the ids) collates as "C": byte order is how ids sort anyway, and
-    index builds sort it 2x faster than under a locale, which disables abbreviated keys. Key columns are NOT NULL
+    index builds sort it faster than under a locale, which disables abbreviated keys. Key columns are NOT NULL
     up front, so adding the primary key does not scan the whole table again to check it."""
     sql_type = sql_type or column.sql_type
     keyed = column.name in dataset.primary_key or any(column.name in index for index in dataset.indexes)
@@ -395,10 +395,9 @@ def _ingest(
     """Load the frame into new tables of ``imdb_partitions``, one part per core (``cores``), each a key range,
     loaded, indexed and analyzed side by side. Returns the rows and the parts.
 
-    Measured on title.principals (2 cores): two COPYs into one committed table took 5.2-6.1 s for 9.8M rows, but
-    then the table is WAL-logged and its heap interleaves the two streams, so its two indexes took 8.0 s more; two
-    partitions, each loaded and indexed in its own transaction, took 9.6-11.4 s for all of it. For 20M rows, one
-    table (one COPY, then parallel index builds) took 31.4 s, two partitions 23.5 s."""
+    A table per part, rather than several COPYs into one table: each is created and filled in one transaction, so
+    it skips the WAL, and its indexes are built on a heap of its own in key order rather than on interleaved
+    streams (docs/benchmarks.md has the comparison)."""
     source = pq.ParquetFile(parquet)
     parts = _plan_parts(dataset, source, cores, prefix)
     progress = _Progress(dataset, source.metadata.num_rows, log)
@@ -417,7 +416,7 @@ def _analyze_parent(control: psycopg.Connection, url: str, dataset: Dataset, par
     theirs from their parts. ANALYZE of a partitioned table analyzes each partition too (PostgreSQL 18's ANALYZE
     ONLY does not), or skips those it cannot lock at once with SKIP_LOCKED: a second session holds the partitions'
     SHARE UPDATE EXCLUSIVE locks meanwhile, which block only another ANALYZE, VACUUM or DDL. The parent's sample
-    still reads their rows. title.basics at 1/10: 1.94 s with the partitions analyzed twice, 1.77 s without."""
+    still reads their rows, and no partition is analyzed twice."""
     partitions = sql.SQL(", ").join(qualified(PARTITION_SCHEMA, part.table) for part in parts)
     with psycopg.connect(url, autocommit=True) as holder, holder.transaction():
         holder.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(partitions))

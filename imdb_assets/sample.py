@@ -34,7 +34,7 @@ MIN_ROWS = 1000  # below this the smallest files cannot hold one row of every qu
 TITLES_PER_CHUNK = 60_000  # ~1M rows across the six title files
 NAMES_PER_CHUNK = 500_000
 ID_DIGITS = 7  # tt0000001: IMDb pads ids to seven digits and lets them grow to eight
-COMPRESS_LEVEL = 1  # ~3.5x faster than gzip's default 6 for ~25% more bytes: gzip would be the bottleneck
+COMPRESS_LEVEL = 1  # gzip's fastest level: at its default it would be the generator's bottleneck
 MAX_PENDING_CHUNKS = 4  # chunks waiting for compression: bounds memory when gzip falls behind
 MANIFEST = "manifest.json"
 TITLE_FILES = tuple(d.file_stem for d in DATASETS if d.file_stem != "name.basics")
@@ -253,7 +253,7 @@ def choose(rng: np.random.Generator, n: int, weights: dict[str | None, float]) -
 
 @functools.cache
 def draw_table(weights: tuple[tuple[str | None, float], ...]) -> tuple[pl.Series, np.ndarray]:
-    """Each value repeated in proportion to its weight: a uniform draw of a slot is a weighted draw, ~7x faster
+    """Each value repeated in proportion to its weight: a uniform draw of a slot is a weighted draw, faster
     than ``Generator.choice(p=...)``."""
     p = np.array([w for _, w in weights]) / sum(w for _, w in weights)
     slots = np.repeat(np.arange(len(p), dtype=np.uint32), np.maximum(1, np.rint(p * 4096)).astype(np.int64))
