@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from imdb_api.settings import API_ROLE, ApiSettings
-from imdb_assets import database, load, settings
+from imdb_assets import database, settings
 from imdb_assets.catalog import SCHEMA
 
 MARTS_SCHEMA = "imdb_marts"
@@ -77,6 +77,8 @@ def api_database_url(api_settings: ApiSettings) -> str:
 
 def ensure_api_role(admin_url: str, password: str, statement_timeout_ms: int) -> None:
     """Create ``imdb_api`` (or reset its password), its tables, and its grants, as the platform's role."""
+    from imdb_assets import load  # pyarrow and ADBC, which only this setup needs
+
     role = sql.Identifier(API_ROLE)
     try:
         with psycopg.connect(admin_url, autocommit=True) as conn:

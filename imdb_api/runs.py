@@ -3,10 +3,8 @@ the Dagster UI like any other run of ``imdb_refresh``."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from urllib.parse import urlsplit
-
-from dagster import AssetKey
-from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from imdb_assets.catalog import Dataset
 
@@ -19,14 +17,23 @@ class DagsterUnavailable(RuntimeError):
 
 
 class Runs:
+    """Dagster and its GraphQL client are imported on the first refresh or status request: a reader's API process
+    starts without them."""
+
     def __init__(self, dagster_url: str, timeout: int = 30) -> None:
-        parts = urlsplit(dagster_url)
         self.url = dagster_url
-        self.client = DagsterGraphQLClient(
+        self.timeout = timeout
+
+    @cached_property
+    def client(self):
+        from dagster_graphql import DagsterGraphQLClient
+
+        parts = urlsplit(self.url)
+        return DagsterGraphQLClient(
             parts.hostname or "127.0.0.1",
             port_number=parts.port,
             use_https=parts.scheme == "https",
-            timeout=timeout,
+            timeout=self.timeout,
             path_prefix=parts.path.rstrip("/"),
         )
 
@@ -35,7 +42,9 @@ class Runs:
         what is stale). Returns the run id."""
         selection = None
         if files:
-            from imdb_assets.assets import parsed_key, raw_key, table_key  # the Dagster definitions load lazily
+            from dagster import AssetKey
+
+            from imdb_assets.assets import parsed_key, raw_key, table_key
             from imdb_assets.dbt import imdb_dbt_models
 
             file_keys = [layer(d) for d in files for layer in (raw_key, parsed_key, table_key)]
@@ -50,6 +59,8 @@ class Runs:
 
     def status(self, run_id: str) -> str | None:
         """The run's status (QUEUED, STARTED, SUCCESS, FAILURE, ...), or None for a run Dagster does not know."""
+        from dagster_graphql import DagsterGraphQLClientError
+
         try:
             return self._call(self.client.get_run_status, run_id).value
         except DagsterGraphQLClientError as error:
@@ -58,6 +69,8 @@ class Runs:
             raise
 
     def _call(self, method, *args, **kwargs):
+        from dagster_graphql import DagsterGraphQLClientError
+
         try:
             return method(*args, **kwargs)
         except DagsterGraphQLClientError as error:
