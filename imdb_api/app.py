@@ -138,6 +138,12 @@ def create_app(api_settings: ApiSettings | None = None) -> FastAPI:
             kwargs={"autocommit": True, "options": f"-c statement_timeout={api_settings.statement_timeout_ms}"},
         )
         await pool.open(wait=True)
+        async with pool.connection() as conn:
+            trigram = await (await conn.execute(queries.TRIGRAM_SCHEMA)).fetchone()
+        app.state.similar = {
+            queries.SEARCH_TITLES: trigram and queries.SIMILAR_TITLES.format(trgm=trigram[0]),
+            queries.SEARCH_NAMES: trigram and queries.SIMILAR_NAMES.format(trgm=trigram[0]),
+        }
         app.state.pool = pool
         app.state.keys = KeyChecker(pool, api_settings.key_cache_seconds, api_settings.rate_limit)
         app.state.runs = Runs(api_settings.dagster_url)
@@ -282,8 +288,11 @@ def _routes():
 
     async def _search(request: Request, statement: str, q: str, limit: int) -> Response:
         rows = await _rows(request, statement, {"query": _search_query(q, any_word=False), "limit": limit})
-        if not rows:  # fallback: titles matching any of the words, best first
+        if not rows:  # fallback: matches of any of the words, best first
             rows = await _rows(request, statement, {"query": _search_query(q, any_word=True), "limit": limit})
+        similar = request.app.state.similar[statement]
+        if not rows and similar:  # then, where pg_trgm is installed, names spelled alike (a typo)
+            rows = await _rows(request, similar, {"text": q, "limit": limit})
         return items_response([row[0] for row in rows])
 
     @router.get(

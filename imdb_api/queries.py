@@ -123,6 +123,29 @@ FROM (
 ORDER BY s.rank DESC, s.nconst
 LIMIT %(limit)s"""
 
+# Where the server has pg_trgm (in schema {trgm}), a query nothing matches word for word is tried for similar names.
+TRIGRAM_SCHEMA = "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"
+SIMILAR_TITLES = """SELECT json_build_object(
+    'tconst', s.tconst, 'primary_title', s.primary_title, 'title_type', s.title_type, 'start_year', s.start_year,
+    'num_votes', s.num_votes, 'rank', round(s.rank::numeric, 4))::text
+FROM (
+    SELECT s.*, {trgm}.similarity(imdb_marts.search_text(s.primary_title), imdb_marts.search_text(%(text)s)) AS rank
+    FROM imdb_marts.title_search s
+    WHERE imdb_marts.search_text(s.primary_title) OPERATOR({trgm}.%%) imdb_marts.search_text(%(text)s)
+) AS s
+ORDER BY s.rank DESC, s.num_votes DESC NULLS LAST, s.tconst
+LIMIT %(limit)s"""
+SIMILAR_NAMES = """SELECT json_build_object(
+    'nconst', s.nconst, 'primary_name', s.primary_name, 'professions', s.professions,
+    'known_for_titles', s.known_for_titles, 'total_credits', s.total_credits, 'rank', round(s.rank::numeric, 4))::text
+FROM (
+    SELECT s.*, {trgm}.similarity(imdb_marts.search_text(s.primary_name), imdb_marts.search_text(%(text)s)) AS rank
+    FROM imdb_marts.name_search s
+    WHERE imdb_marts.search_text(s.primary_name) OPERATOR({trgm}.%%) imdb_marts.search_text(%(text)s)
+) AS s
+ORDER BY s.rank DESC, s.total_credits DESC, s.nconst
+LIMIT %(limit)s"""
+
 TOP_CHART = f"""SELECT {TITLE_ITEM}::text FROM imdb_marts.titles t
 WHERE t.num_votes >= %(min_votes)s AND t.average_rating IS NOT NULL AND t.title_type = %(type)s
   AND (%(genre)s::text IS NULL OR t.genres @> ARRAY[%(genre)s::text])

@@ -18,6 +18,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from imdb_api import keys, models
+from imdb_api.database import check_read_only, ensure_api_tables
 from imdb_api.settings import API_ROLE
 from imdb_assets import database
 from tests.api_server import ApiServer, new_key
@@ -25,6 +26,9 @@ from tests.conftest import Platform
 from tests.dagster_dev import DagsterDev, clean_env, fresh_home, platform_env
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
+from tests.stock_server import PASSWORD as STOCK_PASSWORD
+from tests.stock_server import ROLE as STOCK_ROLE
+from tests.stock_server import StockServer
 from tests.world import WORLD
 
 RATE_LIMIT = 40
@@ -437,6 +441,49 @@ def test_the_apis_database_role_can_only_read(api_world: ApiWorld) -> None:
     with psycopg.connect(api_world.db_url) as conn:
         (superuser,) = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (API_ROLE,)).fetchone()
     assert superuser is False
+
+
+def test_on_a_stock_server_as_the_operators_own_role_search_tolerates_typos(
+    stock_server: StockServer, tmp_path: Path
+) -> None:
+    """Debian's PostgreSQL, the platform as a non-superuser through a postgres:// URL, and the API as a read-only
+    role the operator made (IMDB_API_DATABASE_URL, as docs/operations.md shows). That server has pg_trgm: a query
+    nothing matches word for word finds names spelled alike."""
+    url = stock_server.url()
+    mirror = MirrorServer(write_files(tmp_path / "world", WORLD))
+    try:
+        Platform(mirror.base_url, tmp_path / "data", url).refresh(models=True)
+    finally:
+        mirror.stop()
+    with stock_server.admin("imdb") as conn:
+        conn.execute("CREATE ROLE imdb_reader LOGIN PASSWORD 'reader'")
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_api_tables(conn)
+        conn.execute(
+            """GRANT USAGE ON SCHEMA imdb, imdb_marts, imdb_meta, imdb_api TO imdb_reader;
+               GRANT SELECT ON ALL TABLES IN SCHEMA imdb, imdb_marts TO imdb_reader;
+               GRANT SELECT ON imdb_meta.loads TO imdb_reader;
+               GRANT SELECT, INSERT, UPDATE (revoked_at) ON imdb_api.keys TO imdb_reader;
+               GRANT INSERT ON imdb_api.audit_log TO imdb_reader"""
+        )
+    reader_url = url.replace(f"{STOCK_ROLE}:{STOCK_PASSWORD}@", "imdb_reader:reader@")
+    with pytest.raises(PermissionError, match="read-only role"):
+        check_read_only(url)  # the platform's own role may write: the API refuses to serve as it
+    api = ApiServer(api_env(url, tmp_path / "data", IMDB_API_DATABASE_URL=reader_url), tmp_path)
+    try:
+        with api.client(new_key(url, "reader")) as client:
+
+            def found(path: str, q: str) -> list[str]:
+                items = client.get(path, params={"q": q}).json()["items"]
+                return [item.get("tconst") or item.get("nconst") for item in items]
+
+            assert client.get("/v1/titles/tt0000001").json() == TWIN_HEARTS
+            assert found("/v1/search/titles", "jumeaux") == ["tt0000001"]
+            assert found("/v1/search/titles", "Unrelatd Comdy") == ["tt0000003"]
+            assert found("/v1/search/names", "Gsu Showrunnr") == ["nm0000007"]
+            assert found("/v1/search/titles", "qqqq xxxx") == []
+    finally:
+        api.stop()
 
 
 @pytest.mark.timeout(1200)

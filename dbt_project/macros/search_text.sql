@@ -11,3 +11,28 @@
         language sql immutable strict parallel safe
         return {{ fold }};
 {%- endmacro %}
+
+{#- Where the server has pg_trgm and this role may install it (a trusted extension since PostgreSQL 13), the search
+    marts also get trigram indexes, and the API answers a query with a typo by similarity. -#}
+{% macro enable_trigram_search() -%}
+    {%- set allowed = run_query(
+        "select exists (select 1 from pg_available_extension_versions where name = 'pg_trgm'"
+        " and (trusted or (select rolsuper from pg_roles where rolname = current_user)))"
+        " and has_database_privilege(current_database(), 'CREATE')"
+    ) -%}
+    {%- if execute and allowed.columns[0].values()[0] -%}
+        create extension if not exists pg_trgm schema {{ generate_schema_name('imdb_marts', none) }}
+    {%- else -%}
+        select 'pg_trgm is not available: search without typo tolerance'
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A trigram index on the folded `column` when pg_trgm is installed (in whichever schema), else nothing. -#}
+{% macro trigram_index(column) -%}
+    {%- set found = run_query("select extnamespace::regnamespace::text from pg_extension where extname = 'pg_trgm'") -%}
+    {%- if execute and found.rows | length > 0 -%}
+        create index on {{ this }} using gin (imdb_marts.search_text({{ column }}) {{ found.columns[0].values()[0] }}.gin_trgm_ops)
+    {%- else -%}
+        select 'no trigram index: pg_trgm is not installed'
+    {%- endif -%}
+{%- endmacro %}

@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['document'], 'type': 'gin'}, {'columns': ['nconst'], 'unique': True}]) }}
+{{ config(
+    indexes=[{'columns': ['document'], 'type': 'gin'}, {'columns': ['nconst'], 'unique': True}],
+    post_hook="{{ trigram_index('primary_name') }}",
+) }}
 
 -- One search document per person: the name IMDb credits them as, folded by search_text(). Rows are stored most
 -- credited first, so that the API ranks only the first matches of a common name (see title_search).

@@ -1,4 +1,7 @@
-{{ config(indexes=[{'columns': ['document'], 'type': 'gin'}, {'columns': ['tconst'], 'unique': True}]) }}
+{{ config(
+    indexes=[{'columns': ['document'], 'type': 'gin'}, {'columns': ['tconst'], 'unique': True}],
+    post_hook="{{ trigram_index('primary_title') }}",
+) }}
 
 -- One search document per title: its primary title (weight A), original title (B) and every aka (C), folded by
 -- search_text() so that case and accents do not matter. Rows are stored most-voted first: the API ranks only the
