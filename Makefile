@@ -18,6 +18,8 @@ REFRESH_ROWS ?= 1000000,5000000
 BENCH_DBT_ROWS ?= 5000000
 DEV_PORT ?= 3000
 API_PORT ?= 8000
+# The suite runs in this many processes; each test module (and its shared setup) stays in one of them.
+TEST_WORKERS ?= 2
 BENCH_API_ROWS ?= 20370000
 
 .PHONY: help sync install prepare demo test lint dev api db-stop clean bench bench-refresh bench-rss bench-dbt bench-api
@@ -60,7 +62,7 @@ lint: install
 	$(UV) run ruff format --check .
 
 test: lint
-	$(UV) run pytest
+	$(UV) run pytest -n $(TEST_WORKERS) --dist loadscope
 
 dev: install
 	@echo "Dagster UI: http://127.0.0.1:$(DEV_PORT)  (webserver and daemon on the same instance; Ctrl-C stops both)"
