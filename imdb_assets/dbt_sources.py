@@ -13,14 +13,25 @@ from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.dbt_project import PROJECT_DIR
 
 SOURCES_YML = PROJECT_DIR / "models" / "staging" / "_imdb__sources.yml"
+# Tables whose staging view renames a key column (title_akas' title_id becomes tconst): their uniqueness is tested
+# here, where the test finds the primary key's index and costs a catalog lookup; on the view it would scan them.
+KEY_TESTED_ON_SOURCE = {"title_akas"}
+
+
+def _unique_key_test(columns: tuple[str, ...]) -> dict:
+    return {"unique_combination_of_columns": {"arguments": {"combination_of_columns": list(columns)}}}
 
 
 def sources_yaml() -> str:
-    """The sources document: each table with its columns' types and descriptions."""
+    """The sources document: each table with its columns' types and descriptions; the tables of
+    `KEY_TESTED_ON_SOURCE` with their primary key as a uniqueness test."""
     tables = [
         {
             "name": dataset.table,
             "description": f"IMDb's {dataset.file_name}: {dataset.description}",
+            **(
+                {"data_tests": [_unique_key_test(dataset.primary_key)]} if dataset.table in KEY_TESTED_ON_SOURCE else {}
+            ),
             "columns": [
                 {"name": c.name, "description": c.description, "data_type": c.sql_type} for c in dataset.columns
             ],

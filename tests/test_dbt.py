@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -9,10 +10,12 @@ from decimal import Decimal
 
 import pytest
 from dagster import AssetCheckSeverity, AssetKey, AssetSelection, materialize
+from dagster_dbt import DagsterDbtProjectPreparer, DbtProject
 
 from imdb_assets import dbt, dbt_sources, load, parse
 from imdb_assets.catalog import DATASETS
-from imdb_assets.dbt_project import PROJECT_DIR
+from imdb_assets.dbt import build_dbt_assets
+from imdb_assets.dbt_project import PROJECT_DIR, project
 from tests.conftest import RATINGS, SHARED_SAMPLE, Platform, changed_keys, materialized_keys
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
@@ -232,3 +235,30 @@ def test_models_are_keyed_by_schema_grouped_by_folder_and_read_the_table_assets(
     staging = specs[AssetKey(["imdb_staging", "stg_imdb__title_ratings"])]
     assert staging.group_name == "staging"
     assert [d.asset_key for d in staging.deps] == [AssetKey(["imdb", RATINGS.table])]
+
+
+def test_every_mart_has_an_enforced_contract_with_a_type_for_each_column():
+    manifest = json.loads(project.manifest_path.read_text())
+    marts = [n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["fqn"][1] == "marts"]
+    assert sorted(n["name"] for n in marts) == sorted(MARTS)
+    for node in marts:
+        assert node["contract"]["enforced"], node["name"]
+        assert node["columns"] and all(c["data_type"] for c in node["columns"].values()), node["name"]
+
+
+def test_a_mart_whose_sql_breaks_its_contract_fails_its_build_and_keeps_the_built_table(world, tmp_path):
+    world.refresh(models=True)
+    genres_before = world.query("SELECT * FROM imdb_marts.title_genres ORDER BY tconst, genre")
+    copy = shutil.copytree(PROJECT_DIR, tmp_path / "dbt_project", ignore=shutil.ignore_patterns("target", "logs"))
+    genres = copy / "models" / "marts" / "title_genres.sql"
+    genres.write_text(genres.read_text().replace("genre.position::integer", "genre.position"))  # bigint
+    edited = DbtProject(project_dir=copy, profiles_dir=copy)
+    DagsterDbtProjectPreparer().prepare(edited)
+
+    result = world.refresh(models=True, dbt_models=build_dbt_assets(edited), raise_on_error=False)
+    assert not result.success
+    assert "imdb_marts/title_genres" not in materialized_keys(result)  # the only model edited, so the only stale one
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert "Compilation Error in model title_genres" in str(failure), failure
+    assert "assert_columns_equivalent" in str(failure), failure  # the contract's check of names and types
+    assert world.query("SELECT * FROM imdb_marts.title_genres ORDER BY tconst, genre") == genres_before

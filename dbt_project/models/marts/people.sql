@@ -1,16 +1,35 @@
-{{ config(indexes=[{'columns': ['nconst'], 'unique': True}]) }}
+{#-
+The known-for names come from one hash join: the planner otherwise looks each title up in its index, a few
+million lookups, so nested loops are off for this model's transaction.
+-#}
+{{ config(indexes=[{'columns': ['nconst'], 'unique': True}], pre_hook="set local enable_nestloop = off") }}
 
--- Credits per person and category, and the years of their titles, from one pass over title_people. The join is a
--- left join so that a credit counts even if its title had gone (title_people keeps only listed titles anyway).
-with per_category as (
+-- Credits per person and category, and the years of their titles, from the same inputs and rules as title_people
+-- (principals plus title.crew's directors and writers, titles IMDb lists) rather than from title_people itself,
+-- so that both build side by side. A credit is a distinct title per person and category, as in title_people;
+-- credits of people IMDb does not list fall out at the join to name.basics below.
+with credited as (
+    select tconst, nconst, coalesce(category, 'unknown') as category
+    from {{ ref('stg_imdb__title_principals') }}
+    union all
+    select crew.tconst, director.nconst, 'director'
+    from {{ ref('stg_imdb__title_crew') }} as crew
+    cross join lateral unnest(crew.directors) as director (nconst)
+    union all
+    select crew.tconst, writer.nconst, 'writer'
+    from {{ ref('stg_imdb__title_crew') }} as crew
+    cross join lateral unnest(crew.writers) as writer (nconst)
+),
+
+per_category as (
     select
         credit.nconst,
         credit.category,
-        count(*) as credits,
+        count(distinct credit.tconst) as credits,
         min(titles.start_year) as first_credited_year,
         max(titles.start_year) as last_credited_year
-    from {{ ref('title_people') }} as credit
-    left join {{ ref('stg_imdb__title_basics') }} as titles on titles.tconst = credit.tconst
+    from credited as credit
+    inner join {{ ref('stg_imdb__title_basics') }} as titles on titles.tconst = credit.tconst
     group by credit.nconst, credit.category
 ),
 
