@@ -145,6 +145,7 @@ def test_a_refresh_of_one_file_rebuilds_only_the_models_downstream_of_it(world, 
         "imdb_marts/titles",
         "imdb_marts/series_episodes",
         "imdb_marts/genre_year_stats",
+        "imdb_intermediate/int_recommendation_titles",
         "imdb_marts/title_recommendations",
     }
     assert world.query("SELECT num_votes FROM imdb_marts.titles WHERE tconst = 'tt0000001'") == [(60000,)]
@@ -232,3 +233,18 @@ def test_models_are_keyed_by_schema_grouped_by_folder_and_read_the_table_assets(
     staging = specs[AssetKey(["imdb_staging", "stg_imdb__title_ratings"])]
     assert staging.group_name == "staging"
     assert [d.asset_key for d in staging.deps] == [AssetKey(["imdb", RATINGS.table])]
+
+
+def test_intermediate_models_are_their_own_group_and_ephemeral_ones_no_assets():
+    specs = dbt.imdb_dbt_models.specs_by_key
+    titles = specs[AssetKey(["imdb_intermediate", "int_recommendation_titles"])]
+    assert titles.group_name == "intermediate"
+    assert [d.asset_key for d in titles.deps] == [AssetKey(["imdb_marts", "titles"])]
+    assert not any(key.path[-1] == "int_recommendation_scores" for key in specs)  # ephemeral: inlined, no asset
+    # The mart reads, through its inlined steps, the table above and the two bridges.
+    recommendations = specs[AssetKey(["imdb_marts", "title_recommendations"])]
+    assert {d.asset_key.path[-1] for d in recommendations.deps} == {
+        "int_recommendation_titles",
+        "title_people",
+        "title_genres",
+    }
