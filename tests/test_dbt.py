@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import shutil
 import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from dagster import AssetCheckSeverity, AssetKey, AssetSelection, materialize
@@ -248,3 +252,24 @@ def test_intermediate_models_are_their_own_group_and_ephemeral_ones_no_assets():
         "title_people",
         "title_genres",
     }
+
+
+def source_freshness(db_url: str, target: Path) -> dict[str, str]:
+    """`dbt source freshness` by the platform's entry point: each table's status."""
+    command = [sys.executable, "-m", "imdb_assets.dbt", "source", "freshness", "--target-path", str(target)]
+    subprocess.run(command, env=os.environ | {"DATABASE_URL": db_url}, capture_output=True, text=True)
+    results = json.loads((target / "sources.json").read_text())["results"]
+    return {r["unique_id"].split(".")[-1]: r["status"] for r in results}
+
+
+def test_source_freshness_reads_when_each_table_was_loaded(world, tmp_path):
+    world.refresh()
+    tables = {dataset.table for dataset in DATASETS}
+    assert source_freshness(world.db_url, tmp_path / "fresh") == dict.fromkeys(tables, "pass")
+
+    # IMDb publishes daily: a table loaded three days ago warns, one loaded eight days ago is an error.
+    ago = "UPDATE imdb_meta.loads SET loaded_at = now() - %s::interval WHERE table_name = %s"
+    world.query(ago, "3 days", RATINGS.table)
+    world.query(ago, "8 days", "title_basics")
+    statuses = source_freshness(world.db_url, tmp_path / "stale")
+    assert statuses == {**dict.fromkeys(tables, "pass"), RATINGS.table: "warn", "title_basics": "error"}
