@@ -46,17 +46,14 @@ class RouteResult:
 
 
 def prepare(rows: int, work: Path) -> Path:
-    """A data folder whose database holds every table and mart at ``rows``."""
+    """A data folder whose database holds every table and mart at ``rows``: `imdb_refresh` builds what is missing
+    (a folder loaded before keeps its tables, and only stale or missing models are built)."""
     folder = work / str(rows)
-    url = database.resolve_url(None, folder / "data") if (folder / "data" / "postgres").exists() else None
-    if url:
-        with psycopg.connect(url) as conn:
+    if (folder / "data" / "postgres").exists():
+        with psycopg.connect(database.resolve_url(None, folder / "data")) as conn:
             if conn.execute("SELECT to_regclass('imdb_marts.title_search') IS NOT NULL").fetchone()[0]:
                 return folder / "data"
-        database.stop_embedded_server(folder / "data")
     data = ensure_data(RESULTS / "data" / str(rows), rows)
-    if folder.exists():
-        shutil.rmtree(folder)
     refresh._refresh(refresh._environment(data, folder))
     return folder / "data"
 

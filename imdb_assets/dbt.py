@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Config, Output
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AssetSpec, Config, Output
 from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 from psycopg.conninfo import conninfo_to_dict
 
@@ -64,7 +64,18 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 
 class ImdbDbtTranslator(DagsterDbtTranslator):
     """Sources are the table assets (`imdb/<table>`); models are keyed by the schema they land in, grouped by
-    their folder (staging, marts), versioned by their SQL, config and contract."""
+    their folder (staging, intermediate, marts), versioned by their SQL, config and contract, together with those
+    of the ephemeral models they read."""
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> AssetSpec:
+        # An ephemeral model is no asset: its SQL is inlined into the models that read it, so an edit to it must
+        # change their code version, or Dagster would keep them as up to date.
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        inlined = sorted(_ephemeral_ancestors(manifest, unique_id))
+        if spec.code_version is None or not inlined:
+            return spec
+        versions = [spec.code_version, *(self.get_code_version(manifest["nodes"][node]) or "" for node in inlined)]
+        return spec.replace_attributes(code_version=hashlib.sha256("\n".join(versions).encode()).hexdigest()[:16])
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -82,6 +93,28 @@ class ImdbDbtTranslator(DagsterDbtTranslator):
         settings_of = {"config": dbt_resource_props.get("config"), "contract": dbt_resource_props.get("contract")}
         digest = hashlib.sha256(checksum.encode() + json.dumps(settings_of, sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
+
+
+def _ephemeral_ancestors(manifest: Mapping[str, Any], unique_id: str) -> set[str]:
+    """The ephemeral models a node reads, directly or through other ephemeral models."""
+    found: set[str] = set()
+    queue = list(manifest["nodes"].get(unique_id, {}).get("depends_on", {}).get("nodes", []))
+    while queue:
+        parent = manifest["nodes"].get(queue.pop())
+        if parent and parent["config"].get("materialized") == "ephemeral" and parent["unique_id"] not in found:
+            found.add(parent["unique_id"])
+            queue.extend(parent.get("depends_on", {}).get("nodes", []))
+    return found
+
+
+def _ephemeral_not_inlined(manifest: Mapping[str, Any], rebuilt: set[str]) -> list[str]:
+    """The ephemeral models inlined into none of the models rebuilt: excluded like the up-to-date models, so that
+    their unit tests run only when a model reading them is built."""
+    models = [node for node in manifest["nodes"].values() if node["resource_type"] == "model"]
+    inlined = set().union(*(_ephemeral_ancestors(manifest, m["unique_id"]) for m in models if m["name"] in rebuilt))
+    return sorted(
+        m["name"] for m in models if m["config"].get("materialized") == "ephemeral" and m["unique_id"] not in inlined
+    )
 
 
 TRANSLATOR = ImdbDbtTranslator()
@@ -127,6 +160,7 @@ def _to_rebuild(context: AssetExecutionContext, url: str) -> dict[AssetKey, stal
 
 def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
     """The project's models as one multi-asset step, from the manifest `make prepare` wrote."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=TRANSLATOR)
     def imdb_dbt_models(
@@ -146,7 +180,9 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
         args = ["build"]
         if up_to_date:
             context.log.info(f"Up to date, not rebuilt: {', '.join(up_to_date)}")
-            args += ["--exclude", " ".join(up_to_date)]
+        excluded = up_to_date + _ephemeral_not_inlined(manifest, {key.path[-1] for key in rebuild})
+        if excluded:
+            args += ["--exclude", " ".join(excluded)]
         with _environment(dbt_environment(url)):
             invocation = dbt.cli(args, context=context)
             yield from _with_run_metadata(invocation, context, url, rebuild, dbt_project)

@@ -3,6 +3,11 @@
 The file is committed so the dbt project reads on its own; a test fails when it drifts from the catalog.
 
     uv run python -m imdb_assets.dbt_sources    # rewrite it after a change to the catalog
+
+Each table's freshness is the time its current contents were swapped in (`imdb_meta.loads.loaded_at`, written by
+the load): IMDb publishes every day, so a table whose data is days old means the refreshes stopped or keep failing.
+
+    uv run python -m imdb_assets.dbt source freshness    # warn after 2 days, error after 7 (see FRESHNESS)
 """
 
 from pathlib import Path
@@ -11,6 +16,7 @@ import yaml
 
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.dbt_project import PROJECT_DIR
+from imdb_assets.load import META_SCHEMA
 
 SOURCES_YML = PROJECT_DIR / "models" / "staging" / "_imdb__sources.yml"
 # Tables whose staging view renames a key column (title_akas' title_id becomes tconst): their uniqueness is tested
@@ -22,13 +28,26 @@ def _unique_key_test(columns: tuple[str, ...]) -> dict:
     return {"unique_combination_of_columns": {"arguments": {"combination_of_columns": list(columns)}}}
 
 
+# dbt renders these when it parses the project, so the environment can change the thresholds.
+FRESHNESS = {
+    "warn_after": {"count": "{{ env_var('IMDB_FRESHNESS_WARN_AFTER_DAYS', '2') }}", "period": "day"},
+    "error_after": {"count": "{{ env_var('IMDB_FRESHNESS_ERROR_AFTER_DAYS', '7') }}", "period": "day"},
+}
+
+
+def loaded_at_query(table: str) -> str:
+    """When the table's current contents were loaded; NULL, which dbt reports as an error, if never."""
+    return f"select loaded_at from {META_SCHEMA}.loads where table_name = '{table}'"
+
+
 def sources_yaml() -> str:
-    """The sources document: each table with its columns' types and descriptions; the tables of
-    `KEY_TESTED_ON_SOURCE` with their primary key as a uniqueness test."""
+    """The sources document: each table with its columns' types and descriptions and how fresh it must be; the
+    tables of `KEY_TESTED_ON_SOURCE` with their primary key as a uniqueness test."""
     tables = [
         {
             "name": dataset.table,
             "description": f"IMDb's {dataset.file_name}: {dataset.description}",
+            "config": {"loaded_at_query": loaded_at_query(dataset.table)},
             **(
                 {"data_tests": [_unique_key_test(dataset.primary_key)]} if dataset.table in KEY_TESTED_ON_SOURCE else {}
             ),
@@ -44,6 +63,7 @@ def sources_yaml() -> str:
                 "name": SCHEMA,
                 "schema": SCHEMA,
                 "description": "The seven IMDb files, typed and loaded by the platform's table assets.",
+                "config": {"freshness": FRESHNESS},
                 "tables": tables,
             }
         ]

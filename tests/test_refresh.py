@@ -18,11 +18,14 @@ MODELS = {
     *(f"imdb_staging/stg_imdb__{name}" for name in ("title_episode", "title_principals", "title_ratings")),
     *(f"imdb_marts/{name}" for name in ("titles", "people", "title_people", "title_genres", "genre_year_stats")),
     *(f"imdb_marts/{name}" for name in ("series_episodes", "title_recommendations")),
+    "imdb_intermediate/int_recommendation_titles",
 }
 
 
 def rebuilt_models(result) -> set[str]:
-    return {key for key in changed_keys(result) if key.startswith(("imdb_staging/", "imdb_marts/"))}
+    return {
+        key for key in changed_keys(result) if key.startswith(("imdb_staging/", "imdb_intermediate/", "imdb_marts/"))
+    }
 
 
 def test_marts_are_built_after_the_files_alone_and_a_dropped_mart_alone_is_rebuilt(world):
@@ -51,17 +54,28 @@ def test_a_new_model_and_an_edited_model_are_built_and_nothing_else(world, tmp_p
     )
     episodes = copy / "models" / "marts" / "series_episodes.sql"
     episodes.write_text(episodes.read_text() + "\n-- edited: episodes in season order\n")
+    # An ephemeral model is no asset of its own: an edit to it is an edit to the mart it is inlined into.
+    scores = copy / "models" / "intermediate" / "int_recommendation_scores.sql"
+    scores.write_text(scores.read_text() + "\n-- edited: a step inlined into title_recommendations\n")
     edited = DbtProject(project_dir=copy, profiles_dir=copy)
     DagsterDbtProjectPreparer().prepare(edited)  # what `make prepare` (or `dagster dev`) does after an edit
 
     result = world.refresh(models=True, dbt_models=build_dbt_assets(edited))
-    assert rebuilt_models(result) == {"imdb_marts/top_rated", "imdb_marts/series_episodes"}
+    assert rebuilt_models(result) == {
+        "imdb_marts/top_rated",
+        "imdb_marts/series_episodes",
+        "imdb_marts/title_recommendations",
+    }
     reasons = {
         e.asset_key.path[-1]: e.materialization.metadata["rebuilt_because"].value
         for e in result.get_asset_materialization_events()
         if "rebuilt_because" in e.materialization.metadata
     }
-    assert reasons == {"top_rated": "Dagster has no record of building it", "series_episodes": "its code changed"}
+    assert reasons == {
+        "top_rated": "Dagster has no record of building it",
+        "series_episodes": "its code changed",
+        "title_recommendations": "its code changed",
+    }
     assert world.query("SELECT tconst FROM imdb_marts.top_rated ORDER BY tconst") == [
         ("tt0000001",),
         ("tt0000002",),
