@@ -40,6 +40,7 @@ Tconst = Annotated[str, Path(pattern=TCONST, description="Title id, e.g. tt01111
 Nconst = Annotated[str, Path(pattern=NCONST, description="Person id, e.g. nm0000151.")]
 Limit = Annotated[int, Query(ge=1, le=100, description="At most this many items (1-100).")]
 Year = Annotated[int | None, Query(ge=1800, le=2100)]
+SEARCHES = {"titles": (queries.SEARCH_RATED_TITLES, queries.SEARCH_TITLES), "names": (None, queries.SEARCH_NAMES)}
 Operator = Annotated[Caller, Depends(require("operate"))]
 Admin = Annotated[Caller, Depends(require("manage_keys"))]
 
@@ -141,8 +142,8 @@ def create_app(api_settings: ApiSettings | None = None) -> FastAPI:
         async with pool.connection() as conn:
             trigram = await (await conn.execute(queries.TRIGRAM_SCHEMA)).fetchone()
         app.state.similar = {
-            queries.SEARCH_TITLES: trigram and queries.SIMILAR_TITLES.format(trgm=trigram[0]),
-            queries.SEARCH_NAMES: trigram and queries.SIMILAR_NAMES.format(trgm=trigram[0]),
+            "titles": trigram and queries.SIMILAR_TITLES.format(trgm=trigram[0]),
+            "names": trigram and queries.SIMILAR_NAMES.format(trgm=trigram[0]),
         }
         app.state.pool = pool
         app.state.keys = KeyChecker(pool, api_settings.key_cache_seconds, api_settings.rate_limit)
@@ -245,7 +246,6 @@ def _routes():
         after = decode_cursor(cursor, (str, str, str))
         if after and after[0] != sort:
             raise ApiError(400, f"the cursor belongs to sort={after[0]}, not sort={sort}")
-        key = queries.TITLE_SORT_KEYS[sort]
         params = {
             "type": type,
             "genre": genre,
@@ -256,7 +256,7 @@ def _routes():
             "after_tconst": after[2] if after else None,
             "fetch": limit + 1,
         }
-        rows = await _rows(request, queries.TITLES_PAGE.format(item=queries.TITLE_ITEM, key=key), params)
+        rows = await _rows(request, queries.titles_page(sort, after=after is not None), params)
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(sort, str(rows[-1][1]), rows[-1][2]) if more else None
@@ -272,7 +272,7 @@ def _routes():
     async def search_titles(
         request: Request, q: Annotated[str, Query(min_length=1, max_length=200)], limit: Limit = 20
     ) -> Response:
-        return await _search(request, queries.SEARCH_TITLES, q, limit)
+        return await _search(request, "titles", q, limit)
 
     @router.get(
         "/v1/search/names",
@@ -284,15 +284,20 @@ def _routes():
     async def search_names(
         request: Request, q: Annotated[str, Query(min_length=1, max_length=200)], limit: Limit = 20
     ) -> Response:
-        return await _search(request, queries.SEARCH_NAMES, q, limit)
+        return await _search(request, "names", q, limit)
 
-    async def _search(request: Request, statement: str, q: str, limit: int) -> Response:
-        rows = await _rows(request, statement, {"query": _search_query(q, any_word=False), "limit": limit})
-        if not rows:  # fallback: matches of any of the words, best first
-            rows = await _rows(request, statement, {"query": _search_query(q, any_word=True), "limit": limit})
-        similar = request.app.state.similar[statement]
-        if not rows and similar:  # then, where pg_trgm is installed, names spelled alike (a typo)
-            rows = await _rows(request, similar, {"text": q, "limit": limit})
+    async def _search(request: Request, kind: str, q: str, limit: int) -> Response:
+        """Every word, then any word; titles among the rated first (enough of them ends it); then, where pg_trgm is
+        installed, names spelled alike (a typo)."""
+        rated, every = SEARCHES[kind]
+        for any_word in (False, True):
+            params = {"query": _search_query(q, any_word), "limit": limit}
+            if rated and len(rows := await _rows(request, rated, params)) >= limit:
+                return items_response([row[0] for row in rows])
+            if rows := await _rows(request, every, params):
+                return items_response([row[0] for row in rows])
+        similar = request.app.state.similar[kind]
+        rows = await _rows(request, similar, {"text": q, "limit": limit}) if similar else []
         return items_response([row[0] for row in rows])
 
     @router.get(

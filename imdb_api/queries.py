@@ -24,11 +24,13 @@ TITLE = f"""SELECT json_build_object({TITLE_FIELDS},
 FROM imdb_marts.titles t LEFT JOIN imdb.title_crew crew ON crew.tconst = t.tconst
 WHERE t.tconst = %s"""
 
-# /v1/titles: the sort key is never NULL (a missing rating or year sorts as 0), pages go down (key, tconst).
+# /v1/titles: the sort key is never NULL (a missing rating or year sorts as 0), pages go down (key, tconst), and an
+# index of titles on (key, tconst) serves each sort (dbt_project/models/marts/titles.sql): a page reads its rows
+# and stops. The first page has no cursor condition, so that the planner never has to prove one away.
 TITLE_SORT_KEYS = {
-    "votes": "coalesce(t.num_votes, 0)",
-    "rating": "coalesce(t.average_rating, 0)",
-    "year": "coalesce(t.start_year, 0)",
+    "votes": ("coalesce(t.num_votes, 0)", "integer"),
+    "rating": ("coalesce(t.average_rating, 0)", "numeric"),
+    "year": ("coalesce(t.start_year, 0)", "integer"),
 }
 TITLES_PAGE = """SELECT {item}::text, {key}, t.tconst FROM imdb_marts.titles t
 WHERE (%(type)s::text IS NULL OR t.title_type = %(type)s)
@@ -36,9 +38,17 @@ WHERE (%(type)s::text IS NULL OR t.title_type = %(type)s)
   AND (%(year_from)s::int IS NULL OR t.start_year >= %(year_from)s)
   AND (%(year_to)s::int IS NULL OR t.start_year <= %(year_to)s)
   AND (%(min_votes)s::int IS NULL OR t.num_votes >= %(min_votes)s)
-  AND (%(after_key)s::numeric IS NULL OR ({key}, t.tconst) < (%(after_key)s::numeric, %(after_tconst)s::text))
+  {after}
 ORDER BY {key} DESC, t.tconst DESC
 LIMIT %(fetch)s"""
+AFTER_CURSOR = "AND ({key}, t.tconst) < (%(after_key)s::{type}, %(after_tconst)s::text)"
+
+
+def titles_page(sort: str, after: bool) -> str:
+    key, key_type = TITLE_SORT_KEYS[sort]
+    condition = AFTER_CURSOR.format(key=key, type=key_type) if after else ""
+    return TITLES_PAGE.format(item=TITLE_ITEM, key=key, after=condition)
+
 
 TITLE_EXISTS = "SELECT t.title_type FROM imdb_marts.titles t WHERE t.tconst = %s"
 
@@ -100,17 +110,22 @@ LIMIT %(fetch)s"""
 # Search: every word must match, the last one as a prefix; with no match, any word. The first SEARCH_CANDIDATES
 # matches in storage order (most voted or credited first) are ranked by text weight (a primary title beats an
 # aka) times the log of the votes or credits, so a word found in millions of titles costs no more than a rare one.
+# Titles are searched among rated ones first (a partial index, a fraction of the titles): when that fills the page,
+# the unrated many are not read.
 SEARCH_CANDIDATES = 2000
-SEARCH_TITLES = f"""SELECT json_build_object(
+SEARCH_TITLES_TEMPLATE = """SELECT json_build_object(
     'tconst', s.tconst, 'primary_title', s.primary_title, 'title_type', s.title_type, 'start_year', s.start_year,
     'num_votes', s.num_votes, 'rank', round(s.rank::numeric, 4))::text
 FROM (
     SELECT s.*, ts_rank(s.document, query) * ln(2 + coalesce(s.num_votes, 0)) AS rank
     FROM to_tsquery('simple', imdb_marts.search_text(%(query)s)) AS query,
-         LATERAL (SELECT * FROM imdb_marts.title_search s WHERE s.document @@ query LIMIT {SEARCH_CANDIDATES}) AS s
+         LATERAL (SELECT * FROM imdb_marts.title_search s WHERE s.document @@ query {rated}
+                  LIMIT {candidates}) AS s
 ) AS s
 ORDER BY s.rank DESC, s.tconst
 LIMIT %(limit)s"""
+SEARCH_RATED_TITLES = SEARCH_TITLES_TEMPLATE.format(rated="AND s.num_votes IS NOT NULL", candidates=SEARCH_CANDIDATES)
+SEARCH_TITLES = SEARCH_TITLES_TEMPLATE.format(rated="", candidates=SEARCH_CANDIDATES)
 
 SEARCH_NAMES = f"""SELECT json_build_object(
     'nconst', s.nconst, 'primary_name', s.primary_name, 'professions', s.professions,

@@ -154,6 +154,7 @@ def test_a_refresh_of_one_file_rebuilds_only_the_models_downstream_of_it(world, 
         "imdb_marts/genre_year_stats",
         "imdb_intermediate/int_recommendation_titles",
         "imdb_marts/title_recommendations",
+        "imdb_marts/title_search",  # ranks by votes
     }
     assert world.query("SELECT num_votes FROM imdb_marts.titles WHERE tconst = 'tt0000001'") == [(60000,)]
 

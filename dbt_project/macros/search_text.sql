@@ -4,7 +4,9 @@
 {% macro create_search_text_function() -%}
     {%- set schema = generate_schema_name('imdb_marts', none) -%}
     {%- set utf8 = run_query("select pg_encoding_to_char(encoding) = 'UTF8' from pg_database where datname = current_database()") -%}
-    {%- set fold = "regexp_replace(normalize(lower(value), NFKD), '[\\u0300-\\u036f]', '', 'g')"
+    {#- Most names are ASCII, which only needs lower(): normalize() and the regexp cost ten times as much. -#}
+    {%- set fold = "case when octet_length(value) = length(value) then lower(value)"
+        ~ " else regexp_replace(normalize(lower(value), NFKD), '[\\u0300-\\u036f]', '', 'g') end"
         if (execute and utf8.columns[0].values()[0]) else "lower(value)" -%}
     create schema if not exists {{ schema }};
     create or replace function {{ schema }}.search_text(value text) returns text

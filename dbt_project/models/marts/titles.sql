@@ -1,4 +1,10 @@
-{{ config(indexes=[{'columns': ['tconst'], 'unique': True}]) }}
+{#- Besides the key: one index per sort order of the API's /v1/titles pages, on the expression it sorts by. -#}
+{{ config(indexes=[
+    {'columns': ['tconst'], 'unique': True},
+    {'columns': ['(coalesce(num_votes, 0))', 'tconst']},
+    {'columns': ['(coalesce(average_rating, 0))', 'tconst']},
+    {'columns': ['(coalesce(start_year, 0))', 'tconst']},
+]) }}
 
 -- Director and writer names in credit order (title.crew's arrays), people IMDb does not list left out. The credits
 -- are unnested on their own so that the names come from one hash join rather than a lookup per credit.
