@@ -39,7 +39,7 @@ from pathlib import Path
 import psycopg
 
 from imdb_assets import database, load, parse, settings
-from imdb_assets.catalog import BY_STEM, DATASETS, LIST_SEPARATORS, Column, Dataset, Kind
+from imdb_assets.catalog import BY_STEM, DATASETS, LIST_SEPARATORS, SCHEMA, Column, Dataset, Kind
 from imdb_assets.sample import MANIFEST, Counts, Manifest, generate
 
 RESULTS = Path("bench_results")
@@ -385,7 +385,7 @@ def whole_refresh(data: Path, work: Path, url: str) -> tuple[Measurement, float]
     env = os.environ | {"IMDB_BASE_URL": data.absolute().as_uri() + "/", "IMDB_DATA_DIR": str(work)}
     env.pop("DAGSTER_HOME", None)  # a throwaway Dagster instance; DATABASE_URL, if set, is the server under test
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{load.SCHEMA}" CASCADE')
+        conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
         conn.execute(f'DROP SCHEMA IF EXISTS "{load.META_SCHEMA}" CASCADE')
     shutil.rmtree(work / "parsed", ignore_errors=True)
 
@@ -398,7 +398,7 @@ def whole_refresh(data: Path, work: Path, url: str) -> tuple[Measurement, float]
         return time.monotonic() - started, rss, server
 
     copy_seconds, _, _ = materialize(("raw",))
-    seconds, rss, server = materialize(("parsed", load.SCHEMA))
+    seconds, rss, server = materialize(("parsed", SCHEMA))
     rows = sum(_file_rows(data, d) for d in DATASETS)
     note = "dagster asset materialize parsed/* imdb/*, the code location's executor"
     return Measurement("all seven", "platform_refresh", rows, seconds, rss, server, note), copy_seconds

@@ -63,7 +63,7 @@ NUL_REASON = "contains a NUL character, which PostgreSQL text cannot hold"
 DUPLICATE_REASON = "duplicate key: an earlier line has the same key"
 # Without dictionaries: ids and titles rarely repeat, so a dictionary costs CPU to write and read and saves nothing.
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "use_dictionary": False}
-# Row groups small enough that the load, which cuts its parts at row groups (load._plan_parts), can share a frame
+# Row groups small enough that the load, which cuts its parts at row groups (load.parts.plan_parts), can share a frame
 # among its connections in near-even parts.
 ROW_GROUP_ROWS = 50_000
 RATING = r"^[0-9]{1,2}(?:\.[0-9])?$"

@@ -19,6 +19,7 @@ import pytest
 from imdb_assets import load, metadata, settings
 from imdb_assets.assets import parsed_key, raw_key
 from imdb_assets.catalog import SCHEMA
+from imdb_assets.load import ingest
 from imdb_assets.sample import generate
 from tests.conftest import BASICS, PRINCIPALS, RATINGS, UNATTACHED
 
@@ -206,9 +207,9 @@ def test_the_copy_gets_every_row_once_in_slices_that_fit_a_socket_buffer(platfor
     platform.refresh(BASICS)
     before = platform.table(BASICS)
     batch = pq.read_table(platform.store.parquet_path(BASICS)).combine_chunks().to_batches()[0]
-    assert batch.nbytes > load.COPY_CHUNK_BYTES, "too few rows for the batch to be sliced"
-    chunks = list(load._chunks(batch))
-    assert len(chunks) >= 2 and all(chunk.nbytes <= 1.5 * load.COPY_CHUNK_BYTES for chunk in chunks)
+    assert batch.nbytes > ingest.COPY_CHUNK_BYTES, "too few rows for the batch to be sliced"
+    chunks = list(ingest.chunks(batch))
+    assert len(chunks) >= 2 and all(chunk.nbytes <= 1.5 * ingest.COPY_CHUNK_BYTES for chunk in chunks)
     assert pa.Table.from_batches(chunks).equals(pa.Table.from_batches([batch]))
 
     monkeypatch.setattr(load, "COPY_CHUNK_BYTES", 1)  # a slice per row: no row is lost or sent twice at the seams
