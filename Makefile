@@ -55,7 +55,7 @@ prepare: sync
 	$(UV) run dagster-dbt project prepare-and-package --file imdb_assets/dbt_project.py
 
 demo: install
-	$(UV) run python -m imdb_assets.demo --rows $(DEMO_ROWS)
+	$(UV) run python -m imdb_dev.demo --rows $(DEMO_ROWS)
 
 lint: install
 	$(UV) run ruff check .

@@ -40,7 +40,7 @@ import psycopg
 
 from imdb_assets import database, load, parse, settings
 from imdb_assets.catalog import BY_STEM, DATASETS, LIST_SEPARATORS, SCHEMA, Column, Dataset, Kind
-from imdb_assets.sample import MANIFEST, Counts, Manifest, generate
+from imdb_dev.generator import MANIFEST, Counts, Manifest, generate
 
 RESULTS = Path("bench_results")
 IMDB_ROWS = round(sum(d.share_of_rows for d in DATASETS) * 1_000_000)  # the whole release, ~204M rows

@@ -19,7 +19,7 @@ from imdb_assets.catalog import BY_STEM, DATASETS, SCHEMA, Dataset
 from imdb_assets.dbt import imdb_dbt_models
 from imdb_assets.dbt_project import project
 from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
-from imdb_assets.sample import generate
+from imdb_dev.generator import generate
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
 from tests.stock_server import StockServer

@@ -15,7 +15,7 @@ from bench.run import BASELINE_SCHEMA, IMDB_ROWS, copy_text_table, rows_of
 from imdb_assets import database, load, parse
 from imdb_assets import dbt as imdb_dbt
 from imdb_assets.catalog import DATASETS, SCHEMA, Kind
-from imdb_assets.sample import MANIFEST, Manifest, generate
+from imdb_dev.generator import MANIFEST, Manifest, generate
 
 REPO = Path(__file__).resolve().parents[1]
 

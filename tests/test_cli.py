@@ -80,7 +80,7 @@ def test_demo_runs_offline_on_the_embedded_database(tmp_path):
     data_dir = tmp_path / "data"
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "imdb_assets.demo", "--rows", "3000"],
+            [sys.executable, "-m", "imdb_dev.demo", "--rows", "3000"],
             env=clean_env() | {"IMDB_DATA_DIR": str(data_dir)},
             cwd=tmp_path,
             capture_output=True,

@@ -15,7 +15,7 @@ from imdb_assets.assets import parsed_key, raw_key, table_key
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.download import LocalCopy
 from imdb_assets.metadata import readable_size
-from imdb_assets.sample import Manifest, generate
+from imdb_dev.generator import Manifest, generate
 from tests import reference
 from tests.conftest import (
     BASICS,

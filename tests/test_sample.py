@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from imdb_assets.catalog import BY_STEM, DATASETS, Dataset, Kind
-from imdb_assets.sample import REQUIRED, Manifest, Variety, generate, id_numbers
+from imdb_dev.generator import REQUIRED, Manifest, Variety, generate, id_numbers
 
 NULL = "\\N"
 ID = {"t": re.compile(r"tt\d{7,}"), "n": re.compile(r"nm\d{7,}")}

@@ -18,8 +18,8 @@ from imdb_assets.assets import parsed_key, raw_key, table_key
 from imdb_assets.catalog import DATASETS, Dataset
 from imdb_assets.definitions import defs
 from imdb_assets.resources import ImdbSource
-from imdb_assets.sample import generate
 from imdb_assets.sensors import imdb_release_sensor
+from imdb_dev.generator import generate
 from tests.conftest import BASICS, RATINGS, Platform
 from tests.dagster_dev import ENDED, REPO, DagsterDev, fresh_home, platform_env
 from tests.test_pipeline import assert_table_matches_file

@@ -20,7 +20,7 @@ from imdb_assets import load, metadata, settings
 from imdb_assets.assets import parsed_key, raw_key
 from imdb_assets.catalog import SCHEMA
 from imdb_assets.load import ingest
-from imdb_assets.sample import generate
+from imdb_dev.generator import generate
 from tests.conftest import BASICS, PRINCIPALS, RATINGS, UNATTACHED
 
 

@@ -5,7 +5,7 @@ no quoting, rows sorted by key with ids compared as text), with keys consistent 
 releases contain, and optionally malformed lines whose exact line numbers are recorded in ``manifest.json``.
 Same arguments give byte-identical files; work is done in vectorised chunks so memory stays bounded.
 
-    uv run python -m imdb_assets.sample --rows 5000000 --out data/sample --malformed-fraction 0.001
+    uv run python -m imdb_dev.generator --rows 5000000 --out data/sample --malformed-fraction 0.001
 """
 
 from __future__ import annotations

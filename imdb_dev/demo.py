@@ -16,7 +16,7 @@ import psycopg
 
 from imdb_assets import database, dbt, settings
 from imdb_assets.catalog import DATASETS, SCHEMA
-from imdb_assets.sample import MANIFEST, Manifest, generate
+from imdb_dev.generator import MANIFEST, Manifest, generate
 
 
 def main(argv: list[str] | None = None) -> int:
