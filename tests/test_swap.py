@@ -15,9 +15,9 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from imdb_assets.assets import parsed_key, raw_key
 
 from imdb_assets import load, metadata, settings
-from imdb_assets.assets import parsed_key, raw_key
 from imdb_assets.catalog import SCHEMA
 from imdb_assets.load import ingest
 from imdb_dev.generator import generate
@@ -212,7 +212,7 @@ def test_the_copy_gets_every_row_once_in_slices_that_fit_a_socket_buffer(platfor
     assert len(chunks) >= 2 and all(chunk.nbytes <= 1.5 * ingest.COPY_CHUNK_BYTES for chunk in chunks)
     assert pa.Table.from_batches(chunks).equals(pa.Table.from_batches([batch]))
 
-    monkeypatch.setattr(load, "COPY_CHUNK_BYTES", 1)  # a slice per row: no row is lost or sent twice at the seams
+    monkeypatch.setattr(ingest, "COPY_CHUNK_BYTES", 1)  # a slice per row: no row is lost or sent twice at the seams
     result = load.load_table(BASICS, str(platform.store.parquet_path(BASICS)), db_url, source_sha256="by the row")
     assert result.rows == batch.num_rows and platform.table(BASICS) == before
 

@@ -46,10 +46,12 @@ from imdb_assets.load.ddl import (
     primary_key_sql,
 )
 from imdb_assets.load.ingest import analyze_parent, drop_unattached, drop_unattached_after_failure, ingest_parts
+from imdb_assets.load.parts import MIN_PART_ROWS
 from imdb_assets.load.swap import RefreshRefused, refresh_materialized_views, refuse_unkept, relkind, swap_partitions
 
 __all__ = [
     "META_SCHEMA",
+    "MIN_PART_ROWS",
     "PARTITION_SCHEMA",
     "CurrentLoad",
     "LoadResult",
@@ -130,7 +132,9 @@ def load_table(
                 refuse_unkept(control, dataset, replacing=relkind(control, dataset) == "r")
             prefix = f"{dataset.table}_{secrets.token_hex(4)}"
             cores = database.available_connections(control, connections or settings.cpu_count())
-            rows, parts = ingest_parts(control, dataset, parquet, with_application_name(url, app), prefix, cores, log)
+            # MIN_PART_ROWS is looked up here at each load, so a test can lower it (monkeypatch load.MIN_PART_ROWS).
+            app_url = with_application_name(url, app)
+            rows, parts = ingest_parts(control, dataset, parquet, app_url, prefix, cores, MIN_PART_ROWS, log)
             swap_partitions(control, dataset, parts, (source_sha256, source_last_modified), rows, log)
             analyze_parent(control, url, dataset, parts)
             views = refresh_materialized_views(control, dataset, log)

@@ -131,16 +131,23 @@ def chunks(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
 
 
 def ingest_parts(
-    control: psycopg.Connection, dataset: Dataset, parquet: str, url: str, prefix: str, cores: int, log: logging.Logger
+    control: psycopg.Connection,
+    dataset: Dataset,
+    parquet: str,
+    url: str,
+    prefix: str,
+    cores: int,
+    min_part_rows: int,
+    log: logging.Logger,
 ) -> tuple[int, list[Part]]:
-    """Load the frame into new tables of ``imdb_partitions``, one part per core (``cores``), each a key range,
-    loaded, indexed and analyzed side by side. Returns the rows and the parts.
+    """Load the frame into new tables of ``imdb_partitions``, one part per core (``cores``, each of at least
+    ``min_part_rows``), each a key range, loaded, indexed and analyzed side by side. Returns the rows and the parts.
 
     A table per part, rather than several COPYs into one table: each is created and filled in one transaction, so
     it skips the WAL, and its indexes are built on a heap of its own in key order rather than on interleaved
     streams (docs/benchmarks.md has the comparison)."""
     source = pq.ParquetFile(parquet)
-    parts = plan_parts(dataset, source, cores, prefix)
+    parts = plan_parts(dataset, source, cores, prefix, min_part_rows)
     progress = _Progress(dataset, source.metadata.num_rows, log)
     with ThreadPoolExecutor(len(parts)) as pool:
         version = control.info.server_version

@@ -56,15 +56,17 @@ class Part:
         return pc.greater_equal(keys, low) if low is not None else pc.less(keys, high)
 
 
-def plan_parts(dataset: Dataset, source: pq.ParquetFile, cores: int, prefix: str) -> list[Part]:
-    """Key ranges for up to one connection per core, of even rows (at least ``MIN_PART_ROWS`` each), cut at row
+def plan_parts(
+    dataset: Dataset, source: pq.ParquetFile, cores: int, prefix: str, min_rows: int = MIN_PART_ROWS
+) -> list[Part]:
+    """Key ranges for up to one connection per core, of even rows (at least ``min_rows`` each), cut at row
     groups' smallest keys: a frame in key order (IMDb's files are) gives each part whole row groups, bar the one
     key a cut may share. A frame in any other order loads just as correctly, slower: each part reads every row group
     that overlaps its range and keeps its own rows. Without min/max statistics, or too few rows to share, the load
     is one part, of every key. Parts are tables named ``<prefix>_<n>``."""
     meta = source.metadata
     whole = [Part(f"{prefix}_1", None, None, list(range(meta.num_row_groups)), frozenset())]
-    parts = min(cores, meta.num_rows // MIN_PART_ROWS, meta.num_row_groups)
+    parts = min(cores, meta.num_rows // min_rows, meta.num_row_groups)
     key = dataset.primary_key[0]
     groups = []  # (least key, greatest key, rows) of each row group
     for group in map(meta.row_group, range(meta.num_row_groups)):
