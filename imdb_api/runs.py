@@ -44,8 +44,8 @@ class Runs:
         if files:
             from dagster import AssetKey
 
-            from imdb_assets.assets import parsed_key, raw_key, table_key
             from imdb_assets.dbt import imdb_dbt_models
+            from imdb_assets.defs.files import parsed_key, raw_key, table_key
 
             file_keys = [layer(d) for d in files for layer in (raw_key, parsed_key, table_key)]
             selection = [*file_keys, *sorted(imdb_dbt_models.keys, key=AssetKey.to_user_string)]

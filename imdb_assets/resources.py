@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from imdb_assets import database, download
+from imdb_assets import database, download, settings
 from imdb_assets.catalog import Dataset
 
 
@@ -26,7 +26,7 @@ class LocalStore(ConfigurableResource):
     """`IMDB_DATA_DIR`: raw files, parsed frames and rejects, and the reject threshold applied to them."""
 
     data_dir: str
-    max_reject_fraction: float = 0.001
+    max_reject_fraction: float = settings.DEFAULT_MAX_REJECT_FRACTION
 
     @property
     def root(self) -> Path:

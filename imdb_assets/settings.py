@@ -1,6 +1,13 @@
 """The environment contract: every variable the platform reads, with its default.
 
 The README, `docker-compose.yml` and the tests all check against ``ENVIRONMENT``.
+
+The runtime reads its configuration one way, through its resources (`imdb_assets/defs/resources.py`): an `EnvVar`
+where the variable is set, the default below otherwise. The functions below read and validate one variable each;
+they run when the code loads only where Dagster needs the value at definition time (the release sensor's interval
+and default status) or an `EnvVar` cannot carry it (a fraction), and otherwise in Dagster's storage
+(`imdb_assets/instance.py`, which `dagster.yaml` builds without resources) and the command-line tools. dbt reads
+`IMDB_RECOMMENDATION_MIN_VOTES` and `IMDB_FRESHNESS_*` itself (`dbt_project/`).
 """
 
 from __future__ import annotations
@@ -10,6 +17,9 @@ import os
 from pathlib import Path
 
 DEFAULT_BASE_URL = "https://datasets.imdbws.com/"
+DEFAULT_DATA_DIR = "data"
+DEFAULT_MAX_REJECT_FRACTION = 0.001
+DEFAULT_SENSOR_INTERVAL_SECONDS = 3600
 
 ENVIRONMENT: dict[str, str] = {
     "IMDB_BASE_URL": "Where the *.tsv.gz files live: http(s):// or file:// (a folder named like IMDb's).",
@@ -19,11 +29,14 @@ ENVIRONMENT: dict[str, str] = {
     "IMDB_SENSOR_INTERVAL_SECONDS": "Seconds between two checks of IMDB_BASE_URL by the release sensor (default 3600).",
     "IMDB_SENSOR_DEFAULT_STATUS": "The release sensor's state on a new instance: stopped (default) or running.",
     "IMDB_LOAD_CONNECTIONS": "Connections a table load may use at most (default: the CPUs this container may use).",
+    "IMDB_RECOMMENDATION_MIN_VOTES": "Votes a title needs to get, and to be, a recommendation (dbt; default 1000).",
+    "IMDB_FRESHNESS_WARN_AFTER_DAYS": "Days since a table's last load before dbt source freshness warns (default 2).",
+    "IMDB_FRESHNESS_ERROR_AFTER_DAYS": "Days since a table's last load before dbt source freshness errs (default 7).",
 }
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("IMDB_DATA_DIR") or "data").absolute()
+    return Path(os.environ.get("IMDB_DATA_DIR") or DEFAULT_DATA_DIR).absolute()
 
 
 def database_url() -> str | None:
@@ -31,11 +44,11 @@ def database_url() -> str | None:
 
 
 def max_reject_fraction() -> float:
-    return float(os.environ.get("IMDB_MAX_REJECT_FRACTION") or 0.001)
+    return float(os.environ.get("IMDB_MAX_REJECT_FRACTION") or DEFAULT_MAX_REJECT_FRACTION)
 
 
 def sensor_interval_seconds() -> int:
-    return int(os.environ.get("IMDB_SENSOR_INTERVAL_SECONDS") or 3600)
+    return int(os.environ.get("IMDB_SENSOR_INTERVAL_SECONDS") or DEFAULT_SENSOR_INTERVAL_SECONDS)
 
 
 def sensor_running_by_default() -> bool:

@@ -14,10 +14,10 @@ from dagster import AssetsDefinition, AssetSelection, DagsterInstance, materiali
 from dagster_dbt import DbtCliResource
 
 from imdb_assets import database
-from imdb_assets.assets import imdb_file_assets, parsed_key, raw_key, table_key
 from imdb_assets.catalog import BY_STEM, DATASETS, SCHEMA, Dataset
 from imdb_assets.dbt import imdb_dbt_models
 from imdb_assets.dbt_project import project
+from imdb_assets.defs.files import imdb_file_assets, parsed_key, raw_key, table_key
 from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
 from imdb_dev.generator import generate
 from tests.imdb_files import write_files

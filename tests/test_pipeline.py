@@ -11,8 +11,8 @@ import time
 import psycopg
 import pytest
 
-from imdb_assets.assets import parsed_key, raw_key, table_key
 from imdb_assets.catalog import DATASETS, SCHEMA
+from imdb_assets.defs.files import parsed_key, raw_key, table_key
 from imdb_assets.download import LocalCopy
 from imdb_assets.metadata import readable_size
 from imdb_dev.generator import Manifest, generate

@@ -13,12 +13,13 @@ import pytest
 import yaml
 from dagster import AssetKey, build_sensor_context
 
-from imdb_assets import sensors, settings
-from imdb_assets.assets import parsed_key, raw_key, table_key
+from imdb_assets import settings
 from imdb_assets.catalog import DATASETS, Dataset
 from imdb_assets.definitions import defs
+from imdb_assets.defs import sensors
+from imdb_assets.defs.files import parsed_key, raw_key, table_key
+from imdb_assets.defs.sensors import imdb_release_sensor
 from imdb_assets.resources import ImdbSource
-from imdb_assets.sensors import imdb_release_sensor
 from imdb_dev.generator import generate
 from tests.conftest import BASICS, RATINGS, Platform
 from tests.dagster_dev import ENDED, REPO, DagsterDev, fresh_home, platform_env

@@ -15,10 +15,10 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from imdb_assets.assets import parsed_key, raw_key
 
 from imdb_assets import load, metadata, settings
 from imdb_assets.catalog import SCHEMA
+from imdb_assets.defs.files import parsed_key, raw_key
 from imdb_assets.load import ingest
 from imdb_dev.generator import generate
 from tests.conftest import BASICS, PRINCIPALS, RATINGS, UNATTACHED

@@ -19,9 +19,9 @@ import psycopg
 import pytest
 from dagster import AssetKey
 
-from imdb_assets.assets import parsed_key, raw_key
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.definitions import defs
+from imdb_assets.defs.files import parsed_key, raw_key
 from tests.conftest import BASICS, RATINGS
 from tests.dagster_dev import REPO, DagsterDev, fresh_home, platform_env
 from tests.imdb_files import write_files

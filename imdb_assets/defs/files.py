@@ -18,6 +18,7 @@ from dagster import (
     AssetSpec,
     Config,
     DataVersion,
+    Definitions,
     MaterializeResult,
     MetadataValue,
     TableColumn,
@@ -269,3 +270,5 @@ def build_file_assets(dataset: Dataset) -> AssetsDefinition:
 
 
 imdb_file_assets: list[AssetsDefinition] = [build_file_assets(dataset) for dataset in DATASETS]
+
+defs = Definitions(assets=imdb_file_assets)

@@ -22,6 +22,7 @@ from dagster import (
     AssetSelection,
     DagsterInstance,
     DefaultSensorStatus,
+    Definitions,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
@@ -30,8 +31,8 @@ from dagster import (
 )
 
 from imdb_assets import download, settings
-from imdb_assets.assets import VERSION_KEY, raw_key
 from imdb_assets.catalog import DATASETS, Dataset
+from imdb_assets.defs.files import VERSION_KEY, raw_key
 from imdb_assets.resources import ImdbSource
 
 # A tick must end well inside Dagster's 60 s limit on a sensor evaluation: the files are checked side by side, each
@@ -51,6 +52,8 @@ def recorded_version(instance: DagsterInstance, dataset: Dataset) -> str | None:
     return entry.value if entry else None
 
 
+# The interval and the default status are read from the environment when the code loads, not through a resource:
+# Dagster takes them from the sensor's definition, before any resource exists.
 @sensor(
     job_name="imdb_refresh",
     minimum_interval_seconds=settings.sensor_interval_seconds(),
@@ -111,3 +114,6 @@ def remote_versions(source: ImdbSource) -> tuple[dict[Dataset, str], dict[Datase
         else:
             versions[dataset] = check.result().key()
     return versions, failures
+
+
+defs = Definitions(sensors=[imdb_release_sensor])
