@@ -3,9 +3,9 @@
     uv run python -m bench.refresh --rows 1000000,5000000          # make bench-refresh
     DATABASE_URL=postgres://... uv run python -m bench.refresh --rows 1000000   # on a server of yours
 
-For each size: generated IMDb-format files (shared with `bench.run`), a fresh data folder and Dagster instance
-(the repo's dagster.yaml: Dagster's storage in the same PostgreSQL), then `dagster job execute -m imdb_assets -j
-imdb_refresh` twice. Reported: the first run's wall time from the command's start to its end, to the end of the
+For each size: generated IMDb-format files (shared with `bench.run`), a fresh data folder and Dagster instance (the
+repo's dagster.yaml: Dagster's storage in the same PostgreSQL), then `dagster job execute -m imdb_assets.definitions
+-j imdb_refresh` twice. Reported: the first run's wall time from the command's start to its end, to the end of the
 last file step (download, parse, load of all seven files), the dbt step's own time and the sum of all steps' own
 time (what the run would cost without process start and orchestration), then the second run's wall time (nothing
 changed, nothing to rebuild). With DATABASE_URL the named database is emptied of the platform's schemas first.
@@ -66,7 +66,7 @@ def _empty_named_database(url: str) -> None:
 def _refresh(env: dict[str, str]) -> tuple[float, float]:
     """The command's wall time, and the moment it started (seconds since the epoch, as Dagster's step stats)."""
     dagster = str(Path(sys.executable).with_name("dagster"))
-    command = [dagster, "job", "execute", "-m", "imdb_assets", "-j", "imdb_refresh"]
+    command = [dagster, "job", "execute", "-m", "imdb_assets.definitions", "-j", "imdb_refresh"]
     started = time.time()
     completed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
     seconds = time.time() - started

@@ -1,7 +1,8 @@
 """`make demo`: the whole platform offline on generated data.
 
 Generates an IMDb-format mirror under the data folder (once), refreshes everything with the same
-`dagster job execute -m imdb_assets -j imdb_refresh` a user runs, then says how to reach the data and the UI.
+`dagster job execute -m imdb_assets.definitions -j imdb_refresh` a user runs, then says how to reach the data and
+the UI.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = os.environ | {"IMDB_BASE_URL": mirror.as_uri() + "/", "IMDB_DATA_DIR": str(data_dir)}
     started = time.monotonic()
-    command = ["dagster", "job", "execute", "-m", "imdb_assets", "-j", "imdb_refresh"]
+    command = ["dagster", "job", "execute", "-m", "imdb_assets.definitions", "-j", "imdb_refresh"]
     print(f"Running: IMDB_BASE_URL={env['IMDB_BASE_URL']} {' '.join(command)}", flush=True)
     returncode = subprocess.call(command, env=env)
     seconds = time.monotonic() - started

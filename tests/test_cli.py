@@ -1,4 +1,5 @@
-"""`dagster job execute -m imdb_assets -j imdb_refresh` as users run it: a real subprocess, exit codes checked."""
+"""`dagster job execute -m imdb_assets.definitions -j imdb_refresh` as users run it: a real subprocess, exit codes
+checked."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tests.dagster_dev import DAGSTER, REPO, clean_env, free_port
 
 def run_refresh(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DAGSTER, "job", "execute", "-m", "imdb_assets", "-j", "imdb_refresh"],
+        [DAGSTER, "job", "execute", "-m", "imdb_assets.definitions", "-j", "imdb_refresh"],
         env=clean_env() | env,
         cwd=cwd,
         capture_output=True,

@@ -250,7 +250,7 @@ def test_dagster_services_share_the_image_built_from_the_dockerfile(services: di
 def test_code_server_serves_imdb_assets_on_the_workspace_port(services: dict, grpc_entry: dict) -> None:
     argv = command_args(services[CODE_SERVER])
     assert argv[:3] == ["dagster", "code-server", "start"], argv
-    assert option(argv, "-m", "--module-name") == "imdb_assets"
+    assert option(argv, "-m", "--module-name") == "imdb_assets.definitions"
     assert option(argv, "-h", "--host") == "0.0.0.0"
     assert int(option(argv, "-p", "--port")) == 4000
     assert grpc_entry["port"] == 4000

@@ -6,9 +6,9 @@ import shutil
 
 from dagster_dbt import DagsterDbtProjectPreparer, DbtProject
 
-from imdb_assets.assets import parsed_key, raw_key, table_key
 from imdb_assets.dbt import build_dbt_assets
 from imdb_assets.dbt_project import PROJECT_DIR
+from imdb_assets.defs.files import parsed_key, raw_key, table_key
 from tests.conftest import changed_keys
 from tests.imdb_files import write_files
 from tests.world import WORLD
@@ -17,7 +17,7 @@ MODELS = {
     *(f"imdb_staging/stg_imdb__{name}" for name in ("name_basics", "title_akas", "title_basics", "title_crew")),
     *(f"imdb_staging/stg_imdb__{name}" for name in ("title_episode", "title_principals", "title_ratings")),
     *(f"imdb_marts/{name}" for name in ("titles", "people", "title_people", "title_genres", "genre_year_stats")),
-    *(f"imdb_marts/{name}" for name in ("series_episodes", "title_recommendations")),
+    *(f"imdb_marts/{name}" for name in ("series_episodes", "title_recommendations", "title_search", "name_search")),
     "imdb_intermediate/int_recommendation_titles",
 }
 
