@@ -89,7 +89,7 @@ def collect(results: list[dict]) -> list[Node]:
 
 def server_settings(url: str) -> dict[str, str]:
     with psycopg.connect(url) as conn:
-        return {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in SETTINGS}
+        return {name: database.one_row(conn.execute(f"SHOW {name}").fetchone())[0] for name in SETTINGS}
 
 
 def markdown(report: Report) -> str:

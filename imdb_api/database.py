@@ -120,9 +120,9 @@ def check_read_only(url: str) -> None:
     """Refuse to serve as a role that could change the data: a superuser, or one with a write privilege on a table
     of ``imdb`` or ``imdb_marts``, or CREATE on one of those schemas."""
     with psycopg.connect(url, autocommit=True) as conn:
-        user, superuser = conn.execute(
-            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
-        ).fetchone()
+        user, superuser = database.one_row(
+            conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        )
         writable = [
             name
             for (name,) in conn.execute(

@@ -23,6 +23,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from imdb_api import database
+from imdb_assets.database import one_row
 
 PREFIX = "imdbk_"
 ROLES = ("reader", "operator", "admin")
@@ -89,9 +90,11 @@ def create_key(
     validate(name, role)
     secret = new_secret()
     with conn.cursor(row_factory=class_row(KeyInfo)) as cursor:
-        info = cursor.execute(
-            INSERT_KEY, (name, role, key_hash(secret), secret[: len(PREFIX) + 6], created_by, expires_at)
-        ).fetchone()
+        info = one_row(
+            cursor.execute(
+                INSERT_KEY, (name, role, key_hash(secret), secret[: len(PREFIX) + 6], created_by, expires_at)
+            ).fetchone()
+        )
     return info, secret
 
 
@@ -125,12 +128,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps([k.public() for k in cursor.execute(LIST_KEYS)], indent=2))
         else:
             with conn.transaction(), conn.cursor(row_factory=class_row(KeyInfo)) as cursor:
-                info = cursor.execute(REVOKE_KEY, (args.id,)).fetchone()
-                if info is None:
+                revoked = cursor.execute(REVOKE_KEY, (args.id,)).fetchone()
+                if revoked is None:
                     print(f"no key with id {args.id}", file=sys.stderr)
                     return 1
-                audit(conn, actor, None, "revoke_key", {"key_id": info.id, "name": info.name}, "ok")
-            print(json.dumps(info.public(), indent=2))
+                audit(conn, actor, None, "revoke_key", {"key_id": revoked.id, "name": revoked.name}, "ok")
+            print(json.dumps(revoked.public(), indent=2))
     return 0
 
 

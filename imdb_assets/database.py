@@ -14,8 +14,10 @@ import fcntl
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -25,6 +27,8 @@ with warnings.catch_warnings():
     import pgserver
 
 log = logging.getLogger(__name__)
+
+Row = TypeVar("Row")
 
 IMDB_DATABASE = "imdb"
 
@@ -60,6 +64,19 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
+def one_row(row: Row | None) -> Row:
+    """``fetchone()``'s row for a query that always returns one (an aggregate, a SELECT without FROM, INSERT ...
+    RETURNING, a lookup by ``::regclass``, which fails instead)."""
+    if row is None:
+        raise RuntimeError("the query returned no row")
+    return row
+
+
+def _pg_command(name: str) -> Callable[..., str]:
+    """pgserver's function for one of its binaries (``pg_ctl``): made at import time, so unseen by a type checker."""
+    return getattr(pgserver, name)
+
+
 @cache
 def embedded_server_url(data_dir: Path) -> str:
     """Start (or find running) the embedded server under ``data_dir`` and return its URI."""
@@ -79,7 +96,7 @@ def _start_tuned(pgdata: Path) -> str:
         stale = {
             name: value
             for name, value in EMBEDDED_SETTINGS.items()
-            if conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] != value
+            if one_row(conn.execute("SELECT current_setting(%s)", (name,)).fetchone())[0] != value
         }
         for name, value in stale.items():
             conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
@@ -96,7 +113,7 @@ def _start_tuned(pgdata: Path) -> str:
         )
     elif pending:
         log.info("restarting the embedded PostgreSQL to apply %s", ", ".join(pending))
-        pgserver.pg_ctl(["-w", "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
+        _pg_command("pg_ctl")(["-w", "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
         server = pgserver.get_server(pgdata, cleanup_mode=None)
         url = server.get_uri()
     return url
@@ -104,9 +121,11 @@ def _start_tuned(pgdata: Path) -> str:
 
 def _other_clients(conn: psycopg.Connection) -> int:
     """Client sessions on the server besides ``conn``'s own."""
-    return conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-    ).fetchone()[0]
+    return one_row(
+        conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    )[0]
 
 
 def available_connections(conn: psycopg.Connection, wanted: int) -> int:
@@ -114,12 +133,14 @@ def available_connections(conn: psycopg.Connection, wanted: int) -> int:
     less the slots reserved for superusers (and, on 16+, for ``pg_use_reserved_connections``), the client sessions
     already open and ``SPARE_CONNECTIONS`` for others; at least 1."""
     conn.execute("SELECT pg_stat_clear_snapshot()")  # in a transaction, pg_stat_activity keeps its first answer
-    free = conn.execute(
-        """SELECT current_setting('max_connections')::int
-                - current_setting('superuser_reserved_connections')::int
-                - coalesce(current_setting('reserved_connections', true)::int, 0)
-                - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"""
-    ).fetchone()[0]
+    free = one_row(
+        conn.execute(
+            """SELECT current_setting('max_connections')::int
+                    - current_setting('superuser_reserved_connections')::int
+                    - coalesce(current_setting('reserved_connections', true)::int, 0)
+                    - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"""
+        ).fetchone()
+    )[0]
     return max(1, min(wanted, free - SPARE_CONNECTIONS))
 
 
@@ -155,10 +176,10 @@ def stop_embedded_server(data_dir: Path) -> None:
     pgdata = data_dir / "postgres"
     if (pgdata / "postmaster.pid").exists():
         user = "pgserver" if os.geteuid() == 0 else None
-        pgserver.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user, timeout=60)
+        _pg_command("pg_ctl")(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user, timeout=60)
     embedded_server_url.cache_clear()
 
 
 def psql_path() -> str:
     """The psql that ships with the embedded server, for users without a PostgreSQL client."""
-    return str(Path(pgserver.pg_config(["--bindir"]).strip()) / "psql")
+    return str(Path(_pg_command("pg_config")(["--bindir"]).strip()) / "psql")

@@ -13,6 +13,8 @@ import psycopg
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 from psycopg import sql
 
+from imdb_assets.database import one_row
+
 PREVIEW_ROWS = 5
 # A partitioned table's size is its partitions', with their indexes.
 _KIND_AND_SIZE = """
@@ -44,11 +46,11 @@ def relation_metadata(url: str, relation: str) -> dict[str, Any]:
     """``table_bytes`` and ``table_size`` (tables and materialized views only) and ``preview``, for ``schema.name``."""
     schema, name = relation.split(".")
     with psycopg.connect(url, autocommit=True) as conn:
-        kind, size = conn.execute(_KIND_AND_SIZE, (relation,)).fetchone()
+        kind, size = one_row(conn.execute(_KIND_AND_SIZE, (relation,)).fetchone())
         cursor = conn.execute(
             sql.SQL("SELECT * FROM {} LIMIT {}").format(sql.Identifier(schema, name), sql.Literal(PREVIEW_ROWS))
         )
-        columns = [TableColumn(c.name, c.type_display) for c in cursor.description]
+        columns = [TableColumn(c.name, c.type_display) for c in cursor.description or ()]  # a SELECT has one
         rows = cursor.fetchall()
     preview = MetadataValue.table(
         records=[TableRecord({c.name: _cell(v) for c, v in zip(columns, row, strict=True)}) for row in rows],

@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     url = database.resolve_url(settings.database_url(), data_dir)
     relations = [f"{SCHEMA}.{d.table}" for d in DATASETS] + dbt.marts()
     with psycopg.connect(url) as conn:
-        counts = {name: conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in relations}
+        counts = {
+            name: database.one_row(conn.execute(f"SELECT count(*) FROM {name}").fetchone())[0] for name in relations
+        }
     print(f"\nimdb_refresh finished in {seconds:.0f}s. Tables, and the dbt marts built from them:")
     for name, count in counts.items():
         print(f"  {name:<35} {count:>10,} rows")

@@ -95,7 +95,7 @@ class CurrentLoad:
 def current_load(url: str, dataset: Dataset) -> CurrentLoad | None:
     """The load the current ``imdb.<table>`` came from, if the table exists and was built by the platform."""
     with psycopg.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT to_regclass(%s)", (f"{META_SCHEMA}.loads",)).fetchone()[0] is None:
+        if database.one_row(conn.execute("SELECT to_regclass(%s)", (f"{META_SCHEMA}.loads",)).fetchone())[0] is None:
             return None
         row = conn.execute(
             f"""SELECT source_sha256, rows FROM {META_SCHEMA}.loads

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from imdb_assets.catalog import SCHEMA, Dataset
+from imdb_assets.database import one_row
 from imdb_assets.load.ddl import (
     META_SCHEMA,
     PARTITION_SCHEMA,
@@ -69,9 +70,12 @@ def _layout_difference(conn: psycopg.Connection, dataset: Dataset, part: Part) -
         != conn.execute(_COLUMNS, (f"{PARTITION_SCHEMA}.{part.table}",)).fetchall()
     ):
         return "its columns differ from the catalog's"
-    key_matches = conn.execute(
-        "SELECT pg_get_partkeydef(%s::regclass) = 'RANGE (' || quote_ident(%s) || ')'", (parent, dataset.primary_key[0])
-    ).fetchone()[0]
+    key_matches = one_row(
+        conn.execute(
+            "SELECT pg_get_partkeydef(%s::regclass) = 'RANGE (' || quote_ident(%s) || ')'",
+            (parent, dataset.primary_key[0]),
+        ).fetchone()
+    )[0]
     if not key_matches:
         return "its partition key differs from the catalog's"
     indexes = {(primary, tuple(columns)) for primary, columns in conn.execute(_INDEXES, (parent,)).fetchall()}
@@ -173,7 +177,7 @@ def _replace_parent(conn: psycopg.Connection, dataset: Dataset, why: str, log: l
     outermost_first = [v.qualified for v in reversed(views) if not v.materialized] + [table]
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(outermost_first)))
     refuse_unkept(conn, dataset, replacing=True)
-    owner, comment, grants, column_comments = conn.execute(_KEPT, (f"{SCHEMA}.{dataset.table}",)).fetchone()
+    owner, comment, grants, column_comments = one_row(conn.execute(_KEPT, (f"{SCHEMA}.{dataset.table}",)).fetchone())
     conn.execute(sql.SQL("DROP TABLE {} CASCADE").format(table))
     create_parent(conn, dataset)
     conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, sql.Identifier(owner)))
@@ -205,7 +209,7 @@ def _retire_sha256_comment(conn: psycopg.Connection, dataset: Dataset) -> None:
     platform's current one (the sha256 is in ``imdb_meta.loads``). Any other comment is left as it is."""
     table = qualified(SCHEMA, dataset.table)
     comment = conn.execute("SELECT obj_description(%s::regclass, 'pg_class')", (f"{SCHEMA}.{dataset.table}",))
-    if (comment.fetchone()[0] or "").startswith(f"{platform_comment(dataset)} Source sha256 "):
+    if (one_row(comment.fetchone())[0] or "").startswith(f"{platform_comment(dataset)} Source sha256 "):
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(platform_comment(dataset))))
 
 
