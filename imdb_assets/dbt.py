@@ -34,7 +34,7 @@ from imdb_assets.resources import Warehouse
 
 def dbt_environment(database_url: str) -> dict[str, str]:
     """The `IMDB_DBT_*` variables `dbt_project/profiles.yml` reads, from a libpq URL (Unix-socket hosts work)."""
-    parts = conninfo_to_dict(database_url)
+    parts = {name: str(value) for name, value in conninfo_to_dict(database_url).items()}  # from a URL, all text
     values = {
         "IMDB_DBT_HOST": parts.get("host") or "localhost",
         "IMDB_DBT_PORT": str(parts.get("port") or 5432),

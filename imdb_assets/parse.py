@@ -27,6 +27,7 @@ from typing import TypeVar
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from polars.datatypes import DataType, DataTypeClass
 
 from imdb_assets.catalog import LIST_SEPARATORS, Column, Dataset, Kind
 
@@ -36,7 +37,7 @@ BLOCK_BYTES = 32 << 20
 LINE_COLUMN = "source_line"  # provenance: the line of the source file a row came from
 DEDUPE_PARTITION_ROWS = 20_000_000  # keys per pass when a file is not ordered by key
 
-POLARS_TYPES = {
+POLARS_TYPES: dict[Kind, DataType | DataTypeClass] = {
     Kind.TEXT: pl.String,
     Kind.INT: pl.Int32,
     Kind.BOOL: pl.Boolean,
@@ -190,16 +191,23 @@ def parse_file(
 def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     """``items``, produced on a worker thread up to ``depth`` ahead of the consumer: decompressing, decoding and
     encoding (which release the GIL) overlap the work that consumes them, with bounded memory."""
-    end = object()
     with ThreadPoolExecutor(max_workers=1) as worker:
-        pending = deque(worker.submit(next, items, end) for _ in range(depth))
+        pending = deque(worker.submit(_next, items) for _ in range(depth))
         try:
-            while (item := pending.popleft().result()) is not end:
-                pending.append(worker.submit(next, items, end))
-                yield item
+            while (item := pending.popleft().result()) is not None:
+                pending.append(worker.submit(_next, items))
+                yield item[0]
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _next(items: Iterator[T]) -> tuple[T] | None:
+    """The next item in a 1-tuple (an item may itself be None), or None at the end."""
+    try:
+        return (next(items),)
+    except StopIteration:
+        return None
 
 
 def _top_reasons(reasons: dict[str, int], n: int = 3) -> str:
@@ -361,12 +369,11 @@ def _key_tuple(row: dict, keys: list[str]) -> tuple:
 
 def _is_ordered(rows: pl.DataFrame, keys: list[str]) -> bool:
     """Whether consecutive rows are in non-decreasing key order (so equal keys are adjacent)."""
-    ordered = None
-    for key in reversed(keys):
+    last = pl.col(keys[-1])
+    ordered = last <= last.shift(-1)
+    for key in reversed(keys[:-1]):
         current, following = pl.col(key), pl.col(key).shift(-1)
-        ordered = (
-            current <= following if ordered is None else (current < following) | ((current == following) & ordered)
-        )
+        ordered = (current < following) | ((current == following) & ordered)
     return bool(rows.select(ordered.fill_null(True).all()).item())
 
 
@@ -431,7 +438,7 @@ def _drop_scattered_duplicates(dataset: Dataset, raw: Path, parquet: Path, rejec
     try:
         with pq.ParquetWriter(rewritten, source.schema_arrow, **PARQUET_OPTIONS) as writer:
             for group in range(source.num_row_groups):
-                table = pl.from_arrow(source.read_row_group(group)).filter(~pl.col(LINE_COLUMN).is_in(duplicates))
+                table = pl.DataFrame(source.read_row_group(group)).filter(~pl.col(LINE_COLUMN).is_in(duplicates))
                 writer.write_table(table.to_arrow().cast(writer.schema), row_group_size=ROW_GROUP_ROWS)
         os.replace(rewritten, parquet)
     finally:

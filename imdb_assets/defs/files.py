@@ -10,6 +10,7 @@ downstream dbt model fresh in Dagster's eyes (see `imdb_assets.staleness`).
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -155,21 +156,23 @@ def _parse(context: AssetExecutionContext, dataset: Dataset, store: LocalStore) 
         raise FileNotFoundError(f"{raw} has not been downloaded yet: materialize {raw_key(dataset).to_user_string()}")
     parquet = store.parquet_path(dataset)
     previous = parse.ParseResult.read(parquet)
-    reused = bool(previous and previous.source_sha256 == copy.sha256)
-    if reused:
+    if previous is not None and previous.source_sha256 == copy.sha256:
         context.log.info(f"{parquet.name} is already parsed from this copy of {dataset.file_name}; reusing it")
-        result = previous
+        reused, result = True, previous
     else:
-        result = parse.parse_file(
-            dataset,
-            raw,
-            parquet,
-            store.rejects_path(dataset),
-            source_sha256=copy.sha256,
-            source_url=copy.url,
-            source_last_modified=copy.version.modified,
-            max_reject_fraction=store.max_reject_fraction,
-            log=context.log,
+        reused, result = (
+            False,
+            parse.parse_file(
+                dataset,
+                raw,
+                parquet,
+                store.rejects_path(dataset),
+                source_sha256=copy.sha256,
+                source_url=copy.url,
+                source_last_modified=copy.version.modified,
+                max_reject_fraction=store.max_reject_fraction,
+                log=context.log,
+            ),
         )
     return MaterializeResult(
         asset_key=parsed_key(dataset),
@@ -202,8 +205,11 @@ def _load(
         raise FileNotFoundError(f"{parquet} does not exist: materialize {parsed_key(dataset).to_user_string()}")
     url = warehouse.url()
     current = load.current_load(url, dataset)
-    reloaded = not (current and current.source_sha256 == parsed.source_sha256)
-    if reloaded:
+    work: dict[str, Any]
+    if current is not None and current.source_sha256 == parsed.source_sha256:
+        context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")
+        reloaded, rows, work = False, current.rows, {}
+    else:
         result = load.load_table(
             dataset,
             str(parquet),
@@ -217,18 +223,16 @@ def _load(
             f"{SCHEMA}.{dataset.table}: {result.rows:,} rows in {result.seconds:.1f}s "
             f"({result.rows_per_second:,.0f} rows/s)"
         )
+        reloaded, rows = True, result.rows
         work = {
             "seconds": round(result.seconds, 3),
             "rows_per_s": round(result.rows_per_second),
             "refreshed_views": MetadataValue.json(result.refreshed_views),
         }
-    else:
-        context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")
-        work = {}
     return MaterializeResult(
         asset_key=table_key(dataset),
         metadata={
-            "dagster/row_count": result.rows if reloaded else current.rows,
+            "dagster/row_count": rows,
             "reloaded": reloaded,
             **work,
             "rejects": parsed.rejects,

@@ -49,7 +49,8 @@ def recorded_version(instance: DagsterInstance, dataset: Dataset) -> str | None:
     """The upstream version the raw asset last downloaded; None if it never materialized (counts as changed)."""
     event = instance.get_latest_materialization_event(raw_key(dataset))
     entry = event.asset_materialization.metadata.get(VERSION_KEY) if event and event.asset_materialization else None
-    return entry.value if entry else None
+    # Written as text (files.py); any other value is no version.
+    return entry.value if entry and isinstance(entry.value, str) else None
 
 
 # The interval and the default status are read from the environment when the code loads, not through a resource:
@@ -81,6 +82,8 @@ def imdb_release_sensor(context: SensorEvaluationContext, source: ImdbSource) ->
         waiting = f"; requested earlier, its run is queued, running or failed: {', '.join(awaited)}" if awaited else ""
         return SkipReason(f"no new release at {source.base_url}{waiting}")
 
+    if context.repository_def is None:
+        raise RuntimeError("the sensor needs its definitions to select what is downstream of the changed files")
     selection = AssetSelection.assets(*(raw_key(d) for d in changed)).downstream()
     keys = sorted(selection.resolve(context.repository_def.asset_graph), key=lambda key: key.to_user_string())
     run_key = ", ".join(f"{d.file_stem} {old or 'none'} -> {new}" for d, (old, new) in changed.items())

@@ -8,6 +8,7 @@ attaching it as the partition of that range scans nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -74,7 +75,8 @@ def plan_parts(
         if statistics is None or not statistics.has_min_max:
             return whole
         groups.append((statistics.min, statistics.max, group.num_rows))
-    cuts, seen = [], 0
+    cuts: list[Any] = []  # keys, of the key column's type
+    seen = 0
     for least, _, rows in sorted(groups):  # a cut where a part's share of the rows is reached
         if len(cuts) < parts - 1 and seen + rows / 2 >= meta.num_rows * (len(cuts) + 1) / parts:
             cuts.append(least)
