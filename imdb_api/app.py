@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import psycopg
 import psycopg_pool
@@ -26,6 +26,7 @@ from imdb_api.errors import ApiError, error_response, install
 from imdb_api.runs import DagsterUnavailable, Runs
 from imdb_api.settings import ApiSettings
 from imdb_assets.catalog import BY_STEM, DATASETS
+from imdb_assets.database import one_row
 
 TCONST = r"^tt\d{7,10}$"
 NCONST = r"^nm\d{7,10}$"
@@ -166,7 +167,9 @@ def create_app(api_settings: ApiSettings | None = None) -> FastAPI:
     )
     install(app)
     app.add_middleware(LimitRequestSize)
-    errors = {status: {"model": models.Error} for status in (400, 401, 403, 404, 422, 429, 503)}
+    errors: dict[int | str, dict[str, Any]] = {
+        status: {"model": models.Error} for status in (400, 401, 403, 404, 422, 429, 503)
+    }
     app.include_router(_routes(), dependencies=[Depends(reject_unknown_parameters)], responses=errors)
     return app
 
@@ -213,7 +216,7 @@ def _routes():
     @router.get("/readyz", tags=["health"], summary="The database answers and the data is loaded (no key needed)")
     async def readyz(request: Request) -> Response:
         try:
-            missing = (await _one(request, queries.READY, (REQUIRED_RELATIONS,)))[0]
+            missing = one_row(await _one(request, queries.READY, (REQUIRED_RELATIONS,)))[0]
         except (psycopg.Error, psycopg_pool.PoolTimeout):
             return error_response(503, "the database is unavailable")
         if missing:
@@ -445,7 +448,9 @@ def _routes():
         summary="Launch imdb_refresh (operator)",
         response_model=models.RunLaunched,
     )
-    async def refresh(request: Request, caller: Operator, body: Annotated[RefreshRequest, Body()] = None) -> dict:
+    async def refresh(
+        request: Request, caller: Operator, body: Annotated[RefreshRequest | None, Body()] = None
+    ) -> dict:
         files = (body.files if body else []) or []
         unknown = [stem for stem in files if stem not in BY_STEM]
         if unknown:
