@@ -19,7 +19,7 @@ import sys
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -42,7 +42,9 @@ TITLE_FILES = tuple(d.file_stem for d in DATASETS if d.file_stem != "name.basics
 # Columns the cross-file key rules depend on, so they never get a null quirk.
 REQUIRED = frozenset({"title_type", "parent_tconst", "nconst"})
 SERIES_TYPES = ("tvSeries", "tvMiniSeries")
-NON_EPISODE_TYPES = {"movie": 25, "short": 20, "video": 12, "tvMovie": 8, "tvSeries": 9, "tvMiniSeries": 3}
+# Value -> weight tables for choose(); a None value draws nulls.
+Weights = dict[str | None, float]
+NON_EPISODE_TYPES: Weights = {"movie": 25, "short": 20, "video": 12, "tvMovie": 8, "tvSeries": 9, "tvMiniSeries": 3}
 NON_EPISODE_TYPES |= {"tvSpecial": 3, "tvShort": 2, "videoGame": 3, "tvPilot": 0.1}
 
 
@@ -77,16 +79,16 @@ TITLE_NOUNS = words(
 )
 FOREIGN_TITLES = ("Le clown et ses chiens", "Die Reise", "La Sortie", "Δρόμος", "Ночной поезд", "夜の河")
 CHARACTER_NAMES = ("Self", "Himself", "Herself", "The Moon", "Thief", "Young woman", "Man", "Narrator")
-CATEGORIES = {"actor": 25, "actress": 18, "self": 12, "director": 10, "writer": 10, "producer": 8}
+CATEGORIES: Weights = {"actor": 25, "actress": 18, "self": 12, "director": 10, "writer": 10, "producer": 8}
 CATEGORIES |= {"cinematographer": 4, "composer": 4, "editor": 4, "archive_footage": 2, "casting_director": 1}
 ACTING = ("actor", "actress", "self", "archive_footage")
-JOBS = {None: 70, "producer": 8, "story": 5, "novel": 4, "play": 3, "co-director": 3, "screenplay": 4}
+JOBS: Weights = {None: 70, "producer": 8, "story": 5, "novel": 4, "play": 3, "co-director": 3, "screenplay": 4}
 JOBS |= {"director of photography": 3}
-REGIONS = {None: 20, "US": 20, "FR": 15, "GB": 10, "DE": 8, "RU": 6, "HU": 4, "BR": 4, "JP": 4, "XWW": 3}
-LANGUAGES = {None: 80, "en": 8, "fr": 3, "ja": 3, "ru": 2, "de": 2, "es": 2}
-AKA_TYPES = {None: 60, "original": 15, "imdbDisplay": 14, "alternative": 5, "dvd": 2, "working": 1}
+REGIONS: Weights = {None: 20, "US": 20, "FR": 15, "GB": 10, "DE": 8, "RU": 6, "HU": 4, "BR": 4, "JP": 4, "XWW": 3}
+LANGUAGES: Weights = {None: 80, "en": 8, "fr": 3, "ja": 3, "ru": 2, "de": 2, "es": 2}
+AKA_TYPES: Weights = {None: 60, "original": 15, "imdbDisplay": 14, "alternative": 5, "dvd": 2, "working": 1}
 AKA_TYPES |= {"festival": 1, "tv": 1, "video": 1, "alternative\x02tv": 0.3}
-AKA_ATTRIBUTES = {None: 90, "literal English title": 2, "informal title": 2, "short title": 1}
+AKA_ATTRIBUTES: Weights = {None: 90, "literal English title": 2, "informal title": 2, "short title": 1}
 AKA_ATTRIBUTES |= {"transliterated ISO-LATIN-1 title": 1, "reissue title": 1, "copyright title\x02premiere title": 0.3}
 
 TEXT_QUIRKS = (
@@ -245,7 +247,7 @@ def ids(prefix: str, ranks: np.ndarray, count: int) -> pl.Series:
     return pl.select(pl.concat_str(pl.lit(prefix), pl.lit(numbers).cast(pl.String).str.zfill(ID_DIGITS)))[:, 0]
 
 
-def choose(rng: np.random.Generator, n: int, weights: dict[str | None, float]) -> pl.Series:
+def choose(rng: np.random.Generator, n: int, weights: Weights) -> pl.Series:
     """Values drawn by weight (to 1/4096, at least once in 4096); a None key draws nulls."""
     values, slots = draw_table(tuple(weights.items()))
     return values.gather(slots[rng.integers(0, len(slots), n)])
@@ -466,7 +468,7 @@ def quirks(dataset: Dataset, counts: Counts) -> list[dict[str, str | None]]:
     ]
     rows += [{c.name: None} for c in dataset.columns if c.name not in dataset.primary_key and c.name not in REQUIRED]
     many_people = ",".join(ids("nm", np.arange(min(60, counts.people)), counts.people))
-    special = {
+    special: dict[str, dict[str, Sequence[str]]] = {
         "title.principals": {"characters": CHARACTER_QUIRKS, "job": ['writer: "The Novel"']},
         "title.crew": {"writers": [many_people], "directors": [many_people]},
         "title.akas": {"types": ["alternative\x02dvd\x02video"], "attributes": ['"literal" title\x02short title']},
@@ -496,9 +498,10 @@ class Compressor:
 
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=1)
-        self.pending: deque[Future[None]] = deque()
+        self.pending: deque[Future[object]] = deque()
 
-    def submit(self, task: Callable[[], None]) -> None:
+    def submit(self, task: Callable[[], object]) -> None:
+        """Run ``task`` after those submitted before; its result is dropped."""
         while len(self.pending) >= MAX_PENDING_CHUNKS:
             self.pending.popleft().result()
         self.pending.append(self.pool.submit(task))
@@ -578,7 +581,11 @@ class FileWriter:
         return b"\t".join(fields)
 
     def close(self) -> FileManifest:
-        self.compressor.submit(lambda: (self.file.write(self.gzip.flush()), self.file.close()))
+        def finish() -> None:
+            self.file.write(self.gzip.flush())
+            self.file.close()
+
+        self.compressor.submit(finish)
         return self.manifest
 
 
