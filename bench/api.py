@@ -51,7 +51,8 @@ def prepare(rows: int, work: Path) -> Path:
     folder = work / str(rows)
     if (folder / "data" / "postgres").exists():
         with psycopg.connect(database.resolve_url(None, folder / "data")) as conn:
-            if conn.execute("SELECT to_regclass('imdb_marts.title_search') IS NOT NULL").fetchone()[0]:
+            built = conn.execute("SELECT to_regclass('imdb_marts.title_search') IS NOT NULL").fetchone()
+            if database.one_row(built)[0]:
                 return folder / "data"
     data = ensure_data(RESULTS / "data" / str(rows), rows)
     refresh._refresh(refresh._environment(data, folder))
@@ -95,17 +96,25 @@ def wrk_script(paths: list[str], key: str, folder: Path) -> Path:
     return script
 
 
+def _search(pattern: str, text: str, fullmatch: bool = False) -> re.Match[str]:
+    """``pattern``'s match in wrk's output, which must have it."""
+    found = (re.fullmatch if fullmatch else re.search)(pattern, text)
+    if found is None:
+        raise ValueError(f"unexpected wrk output, no {pattern!r} in: {text[:500]}")
+    return found
+
+
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    value, unit = _search(r"([\d.]+)(us|ms|s)", text, fullmatch=True).groups()
     return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 2)
 
 
 def run_wrk(base_url: str, script: Path, clients: int, seconds: int) -> tuple[float, float, float, int]:
     command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", str(script), base_url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))
+    rate = float(_search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = _ms(_search(r"50%\s+(\S+)", output).group(1))
+    p99 = _ms(_search(r"99%\s+(\S+)", output).group(1))
     errors = sum(
         int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|Socket errors:.*?timeout)\s*:?\s*(\d+)", output)
     )

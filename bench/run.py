@@ -256,7 +256,7 @@ def postmaster_pid(work: Path) -> int | None:
     if not settings.database_url():
         return int((work / "postgres" / "postmaster.pid").read_text().split()[0])
     with psycopg.connect(bench_url(work)) as conn:  # the backend exists only while its session is open
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        backend = database.one_row(conn.execute("SELECT pg_backend_pid()").fetchone())[0]
         try:
             if Path(f"/proc/{backend}/comm").read_text().strip() != "postgres":
                 return None
@@ -336,8 +336,7 @@ def measured(command: list[str], work: Path, env: dict | None = None) -> tuple[s
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     memory = PeakMemory(process.pid)
     memory.start()
-    output = process.stdout.read()
-    process.wait()
+    output, _ = process.communicate()  # stdout to its end, then the exit
     memory.done.set()
     memory.join()
     if process.returncode:
@@ -412,7 +411,11 @@ def file_totals(measurements: list[Measurement]) -> list[Measurement]:
         by_file.setdefault(m.file, {})[m.method] = m
     totals = []
     for method, fallback in (("copy_text", None), ("copy_text_arrays", "copy_text"), ("batch_insert", None)):
-        runs = [found for methods in by_file.values() if (found := methods.get(method) or methods.get(fallback))]
+        runs = [
+            found
+            for methods in by_file.values()
+            if (found := methods.get(method) or (methods.get(fallback) if fallback else None))
+        ]
         if any(m.method == method for m in runs):
             rows, seconds = sum(m.rows for m in runs), sum(m.seconds for m in runs)
             note = "sum over the files, one after another"
@@ -429,8 +432,10 @@ def machine() -> str:
 
 def server_description(url: str) -> str:
     with psycopg.connect(url) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in database.EMBEDDED_SETTINGS}
+        version = database.one_row(conn.execute("SHOW server_version").fetchone())[0]
+        shown = {
+            name: database.one_row(conn.execute(f"SHOW {name}").fetchone())[0] for name in database.EMBEDDED_SETTINGS
+        }
         where = f"DATABASE_URL, {conn.info.host}:{conn.info.port}" if settings.database_url() else "embedded, pgserver"
     return f"PostgreSQL {version} ({where}): " + ", ".join(f"{k}={v}" for k, v in shown.items())
 
@@ -458,8 +463,8 @@ def markdown(measurements: list[Measurement], header: list[str]) -> str:
     )
     lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     groups = itertools.groupby(measurements, key=lambda m: m.file)
-    for _, group in groups:
-        group = list(group)
+    for _, in_file in groups:
+        group = list(in_file)
         by_method = {m.method: m for m in group}
         for m in group:
             versus_copy, same_table, faster, bound = ratio_columns(m, by_method)
