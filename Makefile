@@ -60,6 +60,7 @@ demo: install
 lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run mypy
 
 test: lint
 	$(UV) run pytest -n $(TEST_WORKERS) --dist loadscope
