@@ -18,8 +18,9 @@ REFRESH_ROWS ?= 1000000,5000000
 BENCH_DBT_ROWS ?= 5000000
 DEV_PORT ?= 3000
 API_PORT ?= 8000
-# The suite runs in this many processes; each test module (and its shared setup) stays in one of them.
-TEST_WORKERS ?= 2
+# The suite runs in this many processes (more than the 2 cores: much of it waits on servers and subprocesses); each
+# test module, and its shared setup, stays in one of them.
+TEST_WORKERS ?= 3
 BENCH_API_ROWS ?= 20370000
 
 .PHONY: help sync install prepare demo test lint dev api db-stop clean bench bench-refresh bench-rss bench-dbt bench-api
