@@ -89,8 +89,9 @@ def decode_cursor(cursor: str | None, shape: tuple[type, ...]) -> list | None:
     raise ApiError(400, "the cursor is not valid: pass next_cursor from the previous page unchanged")
 
 
-def reject_unknown_parameters(request: Request) -> None:
-    """400 for a query parameter the route does not take: a typo must not silently widen a query."""
+async def reject_unknown_parameters(request: Request) -> None:
+    """400 for a query parameter the route does not take: a typo must not silently widen a query. Async, as every
+    dependency here: FastAPI runs a plain function in a worker thread, a costly hop on every request."""
     route = request.scope.get("route")
     if route is None or not request.query_params:
         return

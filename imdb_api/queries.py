@@ -112,7 +112,7 @@ LIMIT %(fetch)s"""
 # aka) times the log of the votes or credits, so a word found in millions of titles costs no more than a rare one.
 # Titles are searched among rated ones first (a partial index, a fraction of the titles): when that fills the page,
 # the unrated many are not read.
-SEARCH_CANDIDATES = 2000
+SEARCH_CANDIDATES = 500
 SEARCH_TITLES_TEMPLATE = """SELECT json_build_object(
     'tconst', s.tconst, 'primary_title', s.primary_title, 'title_type', s.title_type, 'start_year', s.start_year,
     'num_votes', s.num_votes, 'rank', round(s.rank::numeric, 4))::text
