@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=20_370_000, help="generated rows over all files (1/10 of IMDb)")
     parser.add_argument("--work", type=Path, default=RESULTS / "api", help="data folders, one per size")
     parser.add_argument("--data-dir", type=Path, help="an IMDB_DATA_DIR already loaded and modeled, instead")
-    parser.add_argument("--clients", type=int, default=32, help="concurrent connections of wrk")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent connections of wrk")
     parser.add_argument("--seconds", type=int, default=15, help="measured seconds per route")
     parser.add_argument("--workers", type=int, default=2, help="API worker processes")
     args = parser.parse_args(argv)
