@@ -113,8 +113,9 @@ def run_wrk(base_url: str, script: Path, clients: int, seconds: int) -> tuple[fl
     command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", str(script), base_url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rate = float(_search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    p50 = _ms(_search(r"50%\s+(\S+)", output).group(1))
-    p99 = _ms(_search(r"99%\s+(\S+)", output).group(1))
+    # The latency distribution's own lines: a percentage column elsewhere may end in "50%" or "99%" too.
+    p50 = _ms(_search(r"(?m)^\s*50%\s+(\S+)", output).group(1))
+    p99 = _ms(_search(r"(?m)^\s*99%\s+(\S+)", output).group(1))
     errors = sum(
         int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|Socket errors:.*?timeout)\s*:?\s*(\d+)", output)
     )
