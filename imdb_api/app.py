@@ -185,13 +185,33 @@ async def _one(request: Request, statement: str, params) -> tuple | None:
         return await (await conn.execute(statement, params)).fetchone()
 
 
-async def _title_items(request: Request, tconst: str, statement: str, params) -> Response:
-    """A title's list (credits, akas, ...) in one transaction with the check that the title exists (404)."""
+async def _found(request: Request, statement: str, key: str, what: str) -> Response:
+    """The one JSON row ``statement`` answers for ``key``, or 404."""
+    row = await _one(request, statement, (key,))
+    if row is None:
+        raise ApiError(404, f"no {what} {key}")
+    return json_response(row[0])
+
+
+async def _rows_of(request: Request, exists: str, key: str, what: str, statement: str, params) -> list[tuple]:
+    """A title's or a person's list (credits, akas, filmography, ...), in one transaction with the check that the
+    title or person exists (404)."""
     async with request.app.state.pool.connection() as conn, conn.transaction():
-        if await (await conn.execute(queries.TITLE_EXISTS, (tconst,))).fetchone() is None:
-            raise ApiError(404, f"no title {tconst}")
-        rows = await (await conn.execute(statement, params)).fetchall()
+        if await (await conn.execute(exists, (key,))).fetchone() is None:
+            raise ApiError(404, f"no {what} {key}")
+        return await (await conn.execute(statement, params)).fetchall()
+
+
+async def _title_items(request: Request, tconst: str, statement: str, params) -> Response:
+    rows = await _rows_of(request, queries.TITLE_EXISTS, tconst, "title", statement, params)
     return items_response([row[0] for row in rows])
+
+
+def _page(rows: list[tuple], limit: int, cursor_of) -> Response:
+    """A page of ``limit`` items from ``limit + 1`` rows (JSON first, sort key after): the extra row says whether
+    there is a next page, whose cursor ``cursor_of`` makes from this page's last row."""
+    next_cursor = encode_cursor(*cursor_of(rows[limit - 1])) if len(rows) > limit else None
+    return items_response([row[0] for row in rows[:limit]], next_cursor, paged=True)
 
 
 def _search_query(q: str, any_word: bool) -> str:
@@ -228,10 +248,7 @@ def _routes():
         "/v1/titles/{tconst}", tags=["titles"], dependencies=[read], summary="A title", response_model=models.Title
     )
     async def title(request: Request, tconst: Tconst) -> Response:
-        row = await _one(request, queries.TITLE, (tconst,))
-        if row is None:
-            raise ApiError(404, f"no title {tconst}")
-        return json_response(row[0])
+        return await _found(request, queries.TITLE, tconst, "title")
 
     @router.get(
         "/v1/titles",
@@ -265,10 +282,7 @@ def _routes():
             "fetch": limit + 1,
         }
         rows = await _rows(request, queries.titles_page(sort, after=after is not None), params)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(sort, str(rows[-1][1]), rows[-1][2]) if more else None
-        return items_response([row[0] for row in rows], next_cursor, paged=True)
+        return _page(rows, limit, lambda last: (sort, str(last[1]), last[2]))
 
     @router.get(
         "/v1/search/titles",
@@ -356,10 +370,7 @@ def _routes():
         "/v1/names/{nconst}", tags=["names"], dependencies=[read], summary="A person", response_model=models.Person
     )
     async def person(request: Request, nconst: Nconst) -> Response:
-        row = await _one(request, queries.PERSON, (nconst,))
-        if row is None:
-            raise ApiError(404, f"no person {nconst}")
-        return json_response(row[0])
+        return await _found(request, queries.PERSON, nconst, "person")
 
     @router.get(
         "/v1/names/{nconst}/filmography",
@@ -382,14 +393,8 @@ def _routes():
             "after_category": after[2] if after else None,
             "fetch": limit + 1,
         }
-        async with request.app.state.pool.connection() as conn, conn.transaction():
-            if await (await conn.execute(queries.PERSON_EXISTS, (nconst,))).fetchone() is None:
-                raise ApiError(404, f"no person {nconst}")
-            rows = await (await conn.execute(queries.FILMOGRAPHY, params)).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(*rows[-1][1:]) if more else None
-        return items_response([row[0] for row in rows], next_cursor, paged=True)
+        rows = await _rows_of(request, queries.PERSON_EXISTS, nconst, "person", queries.FILMOGRAPHY, params)
+        return _page(rows, limit, lambda last: last[1:])
 
     @router.get(
         "/v1/charts/top",
