@@ -19,14 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 
 from bench import refresh
-from bench.run import ensure_data, machine
+from bench.run import ensure_data, machine, save_report
 from imdb_api import keys
 from imdb_api.database import ensure_api_tables
 from imdb_assets import database
@@ -188,9 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         f"# API\n\n{machine()}, {time.strftime('%Y-%m-%d %H:%M')}; {args.rows:,} generated rows, "
         f"{args.workers} API workers, wrk with one thread on the same machine\n\n{markdown(results)}\n"
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "api.md").write_text(report)
-    (RESULTS / "api.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    save_report("api", report, results)
     print(report)
 
 

@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
-from bench.run import RESULTS, ensure_data, machine, whole_refresh
+from bench.run import RESULTS, ensure_data, machine, save_report, whole_refresh
 from imdb_assets import database
 from imdb_assets.dbt import dbt_environment
 from imdb_assets.dbt_project import PROJECT_DIR
@@ -155,10 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if not external:
             database.stop_embedded_server(work)  # its shared buffers are not the next program's business
-    RESULTS.mkdir(exist_ok=True)
     text = markdown(report)
-    (RESULTS / f"dbt_{report.label}.md").write_text(text)
-    (RESULTS / f"dbt_{report.label}.json").write_text(json.dumps(asdict(report), indent=1) + "\n")
+    save_report(f"dbt_{report.label}", text, report)
     print(f"\n{text}\nwritten: {RESULTS / f'dbt_{report.label}'}.md, .json", flush=True)
 
 

@@ -20,12 +20,12 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from bench.run import ensure_data, machine
+from bench.run import ensure_data, machine, save_report
 from imdb_assets import database
 
 RESULTS = Path("bench_results")
@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     results = [measure(int(rows), args.work.absolute()) for rows in args.rows.split(",")]
     report = f"# imdb_refresh end to end\n\n{machine()}, {time.strftime('%Y-%m-%d %H:%M')}\n\n{markdown(results)}\n"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "refresh.md").write_text(report)
-    (RESULTS / "refresh.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    save_report("refresh", report, results)
     print(report)
 
 

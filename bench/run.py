@@ -35,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -556,11 +557,17 @@ def compare(args: argparse.Namespace) -> None:
     write_results(label, measurements, header, f"IMDb load, {args.rows:,} rows - {machine()}")
 
 
-def write_results(label: str, measurements: list[Measurement], header: list[str], title: str) -> None:
+def save_report(label: str, text: str, data: Any) -> None:
+    """A benchmark's report: ``bench_results/<label>.md`` to read, and ``.json`` (``data``: dataclasses) to compare."""
     RESULTS.mkdir(exist_ok=True)
-    text = markdown(measurements, header)
     (RESULTS / f"{label}.md").write_text(text)
-    (RESULTS / f"{label}.json").write_text(json.dumps([asdict(m) for m in measurements], indent=1) + "\n")
+    rows = [asdict(item) for item in data] if isinstance(data, list) else asdict(data)
+    (RESULTS / f"{label}.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def write_results(label: str, measurements: list[Measurement], header: list[str], title: str) -> None:
+    text = markdown(measurements, header)
+    save_report(label, text, measurements)
     plot(measurements, RESULTS / f"{label}.png", title)
     print(f"\n{text}\nwritten: {RESULTS / label}.md, .json, .png", flush=True)
 
