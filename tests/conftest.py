@@ -52,12 +52,17 @@ def stock_server() -> Iterator[StockServer]:
     server.stop()
 
 
+def fresh_database(server_url: str, name: str) -> str:
+    """An empty database ``name`` on the server (dropped first if a previous session left it); its URL."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return database.ensure_database(server_url, name)
+
+
 @pytest.fixture
 def db_url(pg_server: str, request) -> Iterator[str]:
     name = "test_" + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:40]
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    yield database.ensure_database(pg_server, name)
+    yield fresh_database(pg_server, name)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -8,18 +8,19 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, AssetSelection, materialize
+from dagster import AssetCheckSeverity, AssetKey, AssetSelection, ExecuteInProcessResult, materialize
 from dagster_dbt import DagsterDbtProjectPreparer, DbtProject
 
 from imdb_assets import dbt, dbt_sources, load, parse
 from imdb_assets.catalog import DATASETS
 from imdb_assets.dbt import build_dbt_assets
 from imdb_assets.dbt_project import PROJECT_DIR, project
-from tests.conftest import RATINGS, SHARED_SAMPLE, Platform, changed_keys, materialized_keys
+from tests.conftest import RATINGS, SHARED_SAMPLE, Platform, changed_keys, fresh_database, materialized_keys
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
 from tests.world import WORLD
@@ -41,8 +42,21 @@ def assert_all_checks_pass(result) -> None:
     assert [e.check_name for e in evaluations if not e.passed and e.severity == AssetCheckSeverity.ERROR] == []
 
 
-def test_marts_hold_the_expected_rows_for_constructed_titles_people_and_series(world):
-    result = world.refresh(models=True)
+@pytest.fixture(scope="module")
+def built_world(pg_server: str, tmp_path_factory) -> Iterator[tuple[Platform, ExecuteInProcessResult]]:
+    """The constructed IMDb loaded and every model built once, for the tests that only read what was built."""
+    folder = tmp_path_factory.mktemp("built_world")
+    url = fresh_database(pg_server, "test_dbt_built_world")
+    server = MirrorServer(write_files(folder / "world", WORLD))
+    platform = Platform(server.base_url, folder / "data", url)
+    try:
+        yield platform, platform.refresh(models=True)
+    finally:
+        server.stop()
+
+
+def test_marts_hold_the_expected_rows_for_constructed_titles_people_and_series(built_world):
+    world, result = built_world
     assert_all_checks_pass(result)
     assert all(check_results(result).values())  # in a consistent world even the warn-severity tests pass
     assert {f"imdb_marts/{m}" for m in MARTS} <= materialized_keys(result)
@@ -111,8 +125,8 @@ def expected_quality(rating: float, votes: int) -> Decimal:
     return Decimal(str(round(rating / 10 * min(1.0, math.log(1 + votes) / math.log(1 + 1_000_000)), 4)))
 
 
-def test_near_identical_titles_recommend_each_other_first_with_explainable_scores(world):
-    world.refresh(models=True)
+def test_near_identical_titles_recommend_each_other_first_with_explainable_scores(built_world):
+    world, _ = built_world
     columns = (
         "rank, recommended_tconst, shared_genres, genre_similarity, shared_directors_writers, shared_cast, "
         "content_score, quality_score, score"
