@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,9 +21,8 @@ from psycopg.conninfo import make_conninfo
 from imdb_api import keys, models
 from imdb_api.database import check_read_only, ensure_api_tables
 from imdb_api.settings import API_ROLE
-from imdb_assets import database
 from tests.api_server import ApiServer, new_key
-from tests.conftest import Platform
+from tests.conftest import Platform, fresh_database
 from tests.dagster_dev import DagsterDev, clean_env, fresh_home, platform_env
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
@@ -56,9 +56,7 @@ def api_env(db_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world_database(pg_server: str) -> Iterator[str]:
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "test_api_world" WITH (FORCE)')
-    yield database.ensure_database(pg_server, "test_api_world")
+    yield fresh_database(pg_server, "test_api_world")
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute('DROP DATABASE IF EXISTS "test_api_world" WITH (FORCE)')
 
@@ -520,6 +518,7 @@ def test_the_refresh_endpoint_runs_imdb_refresh_while_clients_keep_reading(db_ur
                     rating = response.json().get("rating") if response.status_code == 200 else None
                     answers.append((response.status_code, rating and rating["average"]))
                     client.get("/v1/search/titles", params={"q": "twin"}).raise_for_status()
+                    time.sleep(0.01)  # steady traffic through the swap, leaving the CPU to the run
 
         readers = [threading.Thread(target=read) for _ in range(2)]
         for thread in readers:
