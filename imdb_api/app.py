@@ -93,12 +93,19 @@ async def reject_unknown_parameters(request: Request) -> None:
     """400 for a query parameter the route does not take: a typo must not silently widen a query. Async, as every
     dependency here: FastAPI runs a plain function in a worker thread, a costly hop on every request."""
     route = request.scope.get("route")
-    if route is None or not request.query_params:
+    if route is None or not request.scope.get("query_string") or not request.query_params:
         return
-    known = _query_parameters(route.dependant)
+    cached = _KNOWN_PARAMETERS.get(id(route))
+    if cached is None or cached[0] is not route:
+        cached = _KNOWN_PARAMETERS[id(route)] = (route, _query_parameters(route.dependant))
+    known = cached[1]
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)[:200]}")
+
+
+# The query parameters of each route (by id: a route is not hashable), found on its first request with a query.
+_KNOWN_PARAMETERS: dict[int, tuple[Any, set[str]]] = {}
 
 
 def _query_parameters(dependant) -> set[str]:

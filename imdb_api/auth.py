@@ -7,11 +7,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request, Security
+from fastapi.security import HTTPBearer
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
@@ -20,7 +20,20 @@ from psycopg_pool import AsyncConnectionPool
 from imdb_api import keys
 from imdb_api.errors import ApiError
 
-bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer imdbk_...`")
+
+class BearerKey(HTTPBearer):
+    """The bearer scheme as OpenAPI documents it, whose dependency answers the key itself (or None): FastAPI's
+    ``HTTPBearer`` builds a pydantic model of it on every request."""
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        scheme, _, credentials = (request.headers.get("authorization") or "").partition(" ")
+        credentials = credentials.strip()
+        return credentials if scheme.lower() == "bearer" and credentials else None
+
+
+bearer = BearerKey(
+    auto_error=False, scheme_name="HTTPBearer", description="An API key: `Authorization: Bearer imdbk_...`"
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +49,7 @@ class Caller:
         return f"key {self.key_id} ({self.name})"
 
     def valid(self) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > datetime.now().astimezone())
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > datetime.now(UTC))
 
 
 class KeyChecker:
@@ -77,25 +90,25 @@ class KeyChecker:
         return max(1, math.ceil(reset_at - time.time()))
 
 
-async def authenticate(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
-) -> Caller:
+async def authenticate(request: Request, secret: str | None) -> Caller:
+    """The caller of a valid key within its rate limit (401 or 429 otherwise)."""
     checker: KeyChecker = request.app.state.keys
-    if credentials is None:
+    if secret is None:
         raise ApiError(401, "an API key is required: send it as `Authorization: Bearer <key>`", bearer=True)
-    caller = await checker.caller(credentials.credentials)
+    caller = await checker.caller(secret)
     if caller is None:
         raise ApiError(401, "the API key is not valid: unknown, expired or revoked", bearer=True)
     if (seconds := checker.retry_after(caller)) is not None:
         raise ApiError(429, f"rate limit of {checker.limit} exceeded; retry in {seconds} s", retry_after=seconds)
-    request.state.caller = caller
     return caller
 
 
 def require(right: str) -> Callable:
-    """A dependency that lets through callers whose role has ``right``, and answers 403 to the others."""
+    """A dependency that lets through callers whose role has ``right``, and answers 403 to the others. One
+    dependency over the bearer scheme, not a chain: each level costs FastAPI work on every request."""
 
-    async def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+    async def check(request: Request, secret: Annotated[str | None, Security(bearer)]) -> Caller:
+        caller = await authenticate(request, secret)
         if right not in keys.RIGHTS[caller.role]:
             raise ApiError(403, f"the {caller.role} role may not do this ({right} is needed)")
         return caller
