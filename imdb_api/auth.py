@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Request, Security
 from fastapi.security import HTTPBearer
 from limits import parse
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
 from psycopg_pool import AsyncConnectionPool
 
 from imdb_api import keys
@@ -61,8 +61,6 @@ class KeyChecker:
         self.ttl = ttl
         self.cache: dict[bytes, tuple[float, Caller | None]] = {}
         self.limit = parse(rate_limit)
-        # limits' asyncio storage expires its counters in a task of the server's event loop; its threaded one would
-        # start a thread to do so every 10 ms of a busy worker.
         self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     async def caller(self, secret: str) -> Caller | None:
@@ -84,11 +82,11 @@ class KeyChecker:
     def forget(self) -> None:
         self.cache.clear()
 
-    async def retry_after(self, caller: Caller) -> int | None:
+    def retry_after(self, caller: Caller) -> int | None:
         """None if the request may go ahead; else seconds until the key may ask again."""
-        if await self.limiter.hit(self.limit, str(caller.key_id)):
+        if self.limiter.hit(self.limit, str(caller.key_id)):
             return None
-        reset_at, _ = await self.limiter.get_window_stats(self.limit, str(caller.key_id))
+        reset_at, _ = self.limiter.get_window_stats(self.limit, str(caller.key_id))
         return max(1, math.ceil(reset_at - time.time()))
 
 
@@ -100,7 +98,7 @@ async def authenticate(request: Request, secret: str | None) -> Caller:
     caller = await checker.caller(secret)
     if caller is None:
         raise ApiError(401, "the API key is not valid: unknown, expired or revoked", bearer=True)
-    if (seconds := await checker.retry_after(caller)) is not None:
+    if (seconds := checker.retry_after(caller)) is not None:
         raise ApiError(429, f"rate limit of {checker.limit} exceeded; retry in {seconds} s", retry_after=seconds)
     return caller
 
