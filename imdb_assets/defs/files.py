@@ -160,19 +160,17 @@ def _parse(context: AssetExecutionContext, dataset: Dataset, store: LocalStore) 
         context.log.info(f"{parquet.name} is already parsed from this copy of {dataset.file_name}; reusing it")
         reused, result = True, previous
     else:
-        reused, result = (
-            False,
-            parse.parse_file(
-                dataset,
-                raw,
-                parquet,
-                store.rejects_path(dataset),
-                source_sha256=copy.sha256,
-                source_url=copy.url,
-                source_last_modified=copy.version.modified,
-                max_reject_fraction=store.max_reject_fraction,
-                log=context.log,
-            ),
+        reused = False
+        result = parse.parse_file(
+            dataset,
+            raw,
+            parquet,
+            store.rejects_path(dataset),
+            source_sha256=copy.sha256,
+            source_url=copy.url,
+            source_last_modified=copy.version.modified,
+            max_reject_fraction=store.max_reject_fraction,
+            log=context.log,
         )
     return MaterializeResult(
         asset_key=parsed_key(dataset),
