@@ -19,6 +19,7 @@ MODELS = {
     *(f"imdb_marts/{name}" for name in ("titles", "people", "title_people", "title_genres", "genre_year_stats")),
     *(f"imdb_marts/{name}" for name in ("series_episodes", "title_recommendations", "title_search", "name_search")),
     "imdb_intermediate/int_recommendation_titles",
+    "imdb_intermediate/int_title_aka_texts",
 }
 
 

@@ -10,12 +10,6 @@
 -- by search_text() so that case and accents do not matter. Rows are stored most-voted first: the API ranks only the
 -- first matches of a word found in many titles, and a bitmap scan returns them in this order. The partial index
 -- of the rated titles lets the API search those first.
-with aka_texts as (
-    select tconst, imdb_marts.search_text(string_agg(title, ' ')) as akas
-    from {{ ref('stg_imdb__title_akas') }}
-    group by tconst
-)
-
 select
     basics.tconst,
     basics.title_type,
@@ -27,5 +21,5 @@ select
         as document
 from {{ ref('stg_imdb__title_basics') }} as basics
 left join {{ ref('stg_imdb__title_ratings') }} as ratings on ratings.tconst = basics.tconst
-left join aka_texts on aka_texts.tconst = basics.tconst
+left join {{ ref('int_title_aka_texts') }} as aka_texts on aka_texts.tconst = basics.tconst
 order by ratings.num_votes desc nulls last, basics.tconst

@@ -1,0 +1,12 @@
+{#-
+Every aka of a title in one text, folded by search_text(), for title_search's documents.
+
+A table, not inlined: in title_search's parallel plan each worker would aggregate all the akas again (three times
+the work on two cores), and a change of votes alone rebuilds title_search from this table without reading the akas.
+-#}
+
+{{ config(materialized='table') }}
+
+select tconst, imdb_marts.search_text(string_agg(title, ' ' order by ordering)) as akas
+from {{ ref('stg_imdb__title_akas') }}
+group by tconst
