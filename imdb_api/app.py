@@ -96,7 +96,7 @@ async def reject_unknown_parameters(request: Request) -> None:
     if route is None or not request.scope.get("query_string") or not request.query_params:
         return
     cached = _KNOWN_PARAMETERS.get(id(route))
-    if cached is None or cached[0] is not route:
+    if cached is None:
         cached = _KNOWN_PARAMETERS[id(route)] = (route, _query_parameters(route.dependant))
     known = cached[1]
     unknown = sorted(set(request.query_params) - known)
@@ -104,7 +104,8 @@ async def reject_unknown_parameters(request: Request) -> None:
         raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)[:200]}")
 
 
-# The query parameters of each route (by id: a route is not hashable), found on its first request with a query.
+# The query parameters of each route, found on its first request with a query. Keyed by id (a route is not
+# hashable); each entry holds its route, so that no other object can take that id while the entry exists.
 _KNOWN_PARAMETERS: dict[int, tuple[Any, set[str]]] = {}
 
 

@@ -52,10 +52,14 @@ def stock_server() -> Iterator[StockServer]:
     server.stop()
 
 
-def fresh_database(server_url: str, name: str) -> str:
-    """An empty database ``name`` on the server (dropped first if a previous session left it); its URL."""
+def drop_database(server_url: str, name: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """An empty database ``name`` on the server (dropped first if a previous session left it); its URL."""
+    drop_database(server_url, name)
     return database.ensure_database(server_url, name)
 
 
@@ -63,8 +67,7 @@ def fresh_database(server_url: str, name: str) -> str:
 def db_url(pg_server: str, request) -> Iterator[str]:
     name = "test_" + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:40]
     yield fresh_database(pg_server, name)
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(pg_server, name)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from imdb_api import keys, models
 from imdb_api.database import check_read_only, ensure_api_tables
 from imdb_api.settings import API_ROLE
 from tests.api_server import ApiServer, new_key
-from tests.conftest import Platform, fresh_database
+from tests.conftest import Platform, drop_database, fresh_database
 from tests.dagster_dev import DagsterDev, clean_env, fresh_home, platform_env
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
@@ -57,8 +57,7 @@ def api_env(db_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def world_database(pg_server: str) -> Iterator[str]:
     yield fresh_database(pg_server, "test_api_world")
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "test_api_world" WITH (FORCE)')
+    drop_database(pg_server, "test_api_world")
 
 
 @pytest.fixture(scope="module")

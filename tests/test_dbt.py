@@ -20,7 +20,15 @@ from imdb_assets import dbt, dbt_sources, load, parse
 from imdb_assets.catalog import DATASETS
 from imdb_assets.dbt import build_dbt_assets
 from imdb_assets.dbt_project import PROJECT_DIR, project
-from tests.conftest import RATINGS, SHARED_SAMPLE, Platform, changed_keys, fresh_database, materialized_keys
+from tests.conftest import (
+    RATINGS,
+    SHARED_SAMPLE,
+    Platform,
+    changed_keys,
+    drop_database,
+    fresh_database,
+    materialized_keys,
+)
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
 from tests.world import WORLD
@@ -53,6 +61,7 @@ def built_world(pg_server: str, tmp_path_factory) -> Iterator[tuple[Platform, Ex
         yield platform, platform.refresh(models=True)
     finally:
         server.stop()
+        drop_database(pg_server, "test_dbt_built_world")
 
 
 def test_marts_hold_the_expected_rows_for_constructed_titles_people_and_series(built_world):
