@@ -23,13 +23,14 @@ API_PORT ?= 8000
 TEST_WORKERS ?= 3
 BENCH_API_ROWS ?= 20370000
 
-.PHONY: help sync install prepare demo test lint dev api db-stop clean bench bench-refresh bench-rss bench-dbt bench-api
+.PHONY: help sync install prepare psql demo test lint dev api db-stop clean bench bench-refresh bench-rss bench-dbt bench-api
 
 help:
 	@echo "make demo     generate an IMDb-format mirror and load it all into the embedded PostgreSQL"
 	@echo "make test     lint and run the whole test suite"
 	@echo "make dev      the Dagster UI (webserver + daemon) on the same instance"
 	@echo "make api      the REST API on 127.0.0.1:$(API_PORT), with a new reader key printed as a curl line"
+	@echo "make psql     psql on the platform's database (embedded or DATABASE_URL)"
 	@echo "make prepare  parse the dbt project again (make install does it when dbt_project/ changed)"
 	@echo "make db-stop  stop the embedded PostgreSQL"
 	@echo "make bench    load benchmark against COPY text and batch inserts (BENCH_ROWS=$(BENCH_ROWS), 1/10 of IMDb)"
@@ -48,12 +49,16 @@ sync: $(UV)
 
 install: sync $(DBT_MANIFEST)
 
-# dagster-dbt's own preparation: `dbt parse` into dbt_project/target, whenever a file of the project changed.
+# dagster-dbt's own preparation (`dbt parse` into dbt_project/target), whenever a file of the project changed; the
+# definitions refuse a manifest older than the project's files.
 $(DBT_MANIFEST): $(DBT_FILES) | sync
-	$(UV) run dagster-dbt project prepare-and-package --file imdb_assets/dbt_project.py
+	$(UV) run imdb prepare
 
 prepare: sync
-	$(UV) run dagster-dbt project prepare-and-package --file imdb_assets/dbt_project.py
+	$(UV) run imdb prepare
+
+psql: install
+	$(UV) run imdb psql
 
 demo: install
 	$(UV) run python -m imdb_dev.demo --rows $(DEMO_ROWS)
@@ -90,7 +95,7 @@ bench-api: install
 	$(UV) run python -m bench.api --rows $(BENCH_API_ROWS)
 
 db-stop: install
-	$(UV) run python -c "from imdb_assets import database, settings; database.stop_embedded_server(settings.data_dir())"
+	$(UV) run imdb db-stop
 
 clean: db-stop
 	rm -rf data .dagster_home

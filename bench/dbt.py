@@ -25,9 +25,8 @@ from pathlib import Path
 import psycopg
 
 from bench.run import RESULTS, ensure_data, machine, save_report, whole_refresh
-from imdb_assets import database
-from imdb_assets.dbt import dbt_environment
-from imdb_assets.dbt_project import PROJECT_DIR
+from imdb_assets import database, settings
+from imdb_assets.dbt import PROJECT_DIR, environment
 
 SETTINGS = ("server_version", "shared_buffers", "work_mem", "max_parallel_workers_per_gather")
 
@@ -66,7 +65,9 @@ def dbt_build(url: str, project: Path, target: Path, select: list[str]) -> tuple
     command += ["--project-dir", str(project), "--profiles-dir", str(project)]
     command += ["--select", *select] if select else []
     started = time.monotonic()
-    completed = subprocess.run(command, env=os.environ | dbt_environment(url), capture_output=True, text=True)
+    completed = subprocess.run(
+        command, env=os.environ | environment(settings.load(), url), capture_output=True, text=True
+    )
     seconds = time.monotonic() - started
     if completed.returncode:
         raise RuntimeError(f"dbt build failed:\n{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}")

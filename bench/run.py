@@ -247,14 +247,14 @@ def ensure_data(folder: Path, rows: int, only: list[str] | None = None) -> Path:
 
 def bench_url(work: Path) -> str:
     """The server under test: ``DATABASE_URL``'s, else the embedded one under ``work``."""
-    return database.resolve_url(settings.database_url(), work)
+    return database.resolve_url(settings.load().database_url, work)
 
 
 @cache
 def postmaster_pid(work: Path) -> int | None:
     """The server's postmaster: the embedded one's from its pid file; for ``DATABASE_URL``, the parent of a
     session's backend if that runs on this machine, else None (its CPU is then not measured)."""
-    if not settings.database_url():
+    if not settings.load().database_url:
         return int((work / "postgres" / "postmaster.pid").read_text().split()[0])
     with psycopg.connect(bench_url(work)) as conn:  # the backend exists only while its session is open
         backend = database.one_row(conn.execute("SELECT pg_backend_pid()").fetchone())[0]
@@ -437,7 +437,9 @@ def server_description(url: str) -> str:
         shown = {
             name: database.one_row(conn.execute(f"SHOW {name}").fetchone())[0] for name in database.EMBEDDED_SETTINGS
         }
-        where = f"DATABASE_URL, {conn.info.host}:{conn.info.port}" if settings.database_url() else "embedded, pgserver"
+        where = (
+            f"DATABASE_URL, {conn.info.host}:{conn.info.port}" if settings.load().database_url else "embedded, pgserver"
+        )
     return f"PostgreSQL {version} ({where}): " + ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
@@ -523,7 +525,7 @@ def compare(args: argparse.Namespace) -> None:
         print(f"  {whole.seconds:.1f} s, {whole.rows_per_second:,.0f} rows/s, peak RSS {whole.peak_rss_mb:,.0f} MB")
     label = f"rows_{args.rows}" + (f"_{'_'.join(d.table for d in files)}" if args.files else "")
     label += "_refresh" if args.refresh_only else ""
-    label += "_database_url" if settings.database_url() else ""  # beside the embedded server's report, not over it
+    label += "_database_url" if settings.load().database_url else ""  # beside the embedded server's report, not over it
     header = [
         f"# Load benchmark: {args.rows:,} rows ({args.rows / IMDB_ROWS:.3g} of IMDb's ~{IMDB_ROWS / 1e6:.0f}M)",
         "",

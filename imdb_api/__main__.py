@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 
-import psycopg
 import uvicorn
 
 from imdb_api import database, keys
+from imdb_assets import database as platform_database
+from imdb_assets import settings
 
 
 def main() -> None:
@@ -20,7 +21,7 @@ def main() -> None:
     parser.add_argument("--new-reader-key", metavar="NAME", help="make a reader key first and print a curl line")
     args = parser.parse_args()
     if args.new_reader_key:
-        with psycopg.connect(database.platform_url(), autocommit=True) as conn:
+        with platform_database.connect(settings.load().database()) as conn:
             database.ensure_api_tables(conn)
             info, secret = keys.create_key(conn, args.new_reader_key, "reader", "cli:make api")
             keys.audit(conn, "cli:make api", None, "create_key", {"key_id": info.id, "name": info.name}, "ok")

@@ -24,7 +24,7 @@ from imdb_api import database, keys, models, queries
 from imdb_api.auth import Caller, KeyChecker, audit, require
 from imdb_api.errors import ApiError, error_response, install
 from imdb_api.runs import DagsterUnavailable, Runs
-from imdb_api.settings import ApiSettings
+from imdb_assets import settings as platform_settings
 from imdb_assets.catalog import BY_STEM, DATASETS
 from imdb_assets.database import one_row
 
@@ -135,19 +135,19 @@ class LimitRequestSize:
         await self.app(scope, receive, send)
 
 
-def create_app(api_settings: ApiSettings | None = None) -> FastAPI:
-    api_settings = api_settings or ApiSettings.from_env()
+def create_app(settings: platform_settings.Settings | None = None) -> FastAPI:
+    settings = settings or platform_settings.load()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = await run_in_threadpool(database.api_database_url, api_settings)
+        url = await run_in_threadpool(database.api_database_url, settings)
         pool = psycopg_pool.AsyncConnectionPool(
             url,
             min_size=2,
             max_size=10,
             timeout=5,
             open=False,
-            kwargs={"autocommit": True, "options": f"-c statement_timeout={api_settings.statement_timeout_ms}"},
+            kwargs={"autocommit": True, "options": f"-c statement_timeout={settings.api_statement_timeout_ms}"},
         )
         await pool.open(wait=True)
         async with pool.connection() as conn:
@@ -157,8 +157,8 @@ def create_app(api_settings: ApiSettings | None = None) -> FastAPI:
             "names": trigram and queries.SIMILAR_NAMES.format(trgm=trigram[0]),
         }
         app.state.pool = pool
-        app.state.keys = KeyChecker(pool, api_settings.key_cache_seconds, api_settings.rate_limit)
-        app.state.runs = Runs(api_settings.dagster_url)
+        app.state.keys = KeyChecker(pool, settings.api_key_cache_seconds, settings.api_rate_limit)
+        app.state.runs = Runs(settings.dagster_url)
         # What start-up allocated lives as long as the process: out of the collector's way, a full collection stays
         # short and the slowest requests fast.
         gc.freeze()

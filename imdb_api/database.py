@@ -16,10 +16,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from imdb_api.settings import API_ROLE, ApiSettings
-from imdb_assets import database, settings
+from imdb_assets import database
 from imdb_assets.catalog import SCHEMA
+from imdb_assets.settings import Settings
 
+API_ROLE = "imdb_api"
 MARTS_SCHEMA = "imdb_marts"
 API_SCHEMA = "imdb_api"
 DATA_SCHEMAS = (SCHEMA, MARTS_SCHEMA)
@@ -50,26 +51,21 @@ CREATE TABLE IF NOT EXISTS {API_SCHEMA}.audit_log (
 """
 
 
-def platform_url() -> str:
-    """The platform's own database: ``DATABASE_URL``, or the embedded server's (started if need be)."""
-    return database.resolve_url(settings.database_url(), settings.data_dir())
-
-
 def ensure_api_tables(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         conn.execute(API_TABLES)
 
 
-def api_database_url(api_settings: ApiSettings) -> str:
+def api_database_url(settings: Settings) -> str:
     """The URI the API connects with: ``IMDB_API_DATABASE_URL`` as given, else the role ``imdb_api``, created (or
     brought up to date) on the platform's database. Either way the role is checked to be read-only."""
-    if api_settings.database_url:
-        url = database.normalize_url(api_settings.database_url)
+    if settings.api_database_url:
+        url = settings.api_database_url
     else:
-        admin = platform_url()
-        password = api_settings.database_password or _stored_password(settings.data_dir())
-        ensure_api_role(admin, password, api_settings.statement_timeout_ms)
+        admin = settings.database()
+        password = settings.api_database_password or _stored_password(settings.data_path)
+        ensure_api_role(admin, password, settings.api_statement_timeout_ms)
         url = make_conninfo(admin, user=API_ROLE, password=password)
     check_read_only(url)
     return url
@@ -81,7 +77,7 @@ def ensure_api_role(admin_url: str, password: str, statement_timeout_ms: int) ->
 
     role = sql.Identifier(API_ROLE)
     try:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
+        with database.connect(admin_url) as conn:
             load.ensure_schemas(conn)  # the load log the API reports from
             ensure_api_tables(conn)
             with conn.transaction():
@@ -119,7 +115,7 @@ def ensure_api_role(admin_url: str, password: str, statement_timeout_ms: int) ->
 def check_read_only(url: str) -> None:
     """Refuse to serve as a role that could change the data: a superuser, or one with a write privilege on a table
     of ``imdb`` or ``imdb_marts``, or CREATE on one of those schemas."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with database.connect(url) as conn:
         user, superuser = database.one_row(
             conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         )

@@ -23,6 +23,8 @@ import psycopg
 from psycopg.rows import class_row
 
 from imdb_api import database
+from imdb_assets import database as platform_database
+from imdb_assets import settings
 from imdb_assets.database import one_row
 
 PREFIX = "imdbk_"
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     actor = f"cli:{getpass.getuser()}"
-    with psycopg.connect(database.platform_url(), autocommit=True) as conn:
+    with platform_database.connect(settings.load().database()) as conn:
         database.ensure_api_tables(conn)
         if args.command == "create":
             with conn.transaction():

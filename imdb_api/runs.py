@@ -6,7 +6,8 @@ from __future__ import annotations
 from functools import cached_property
 from urllib.parse import urlsplit
 
-from imdb_assets.catalog import Dataset
+from imdb_assets import dbt
+from imdb_assets.catalog import LAYERS, Dataset
 
 JOB = "imdb_refresh"
 LOCATION = "imdb_assets"
@@ -44,11 +45,9 @@ class Runs:
         if files:
             from dagster import AssetKey
 
-            from imdb_assets.dbt import imdb_dbt_models
-            from imdb_assets.defs.files import parsed_key, raw_key, table_key
-
-            file_keys = [layer(d) for d in files for layer in (raw_key, parsed_key, table_key)]
-            selection = [*file_keys, *sorted(imdb_dbt_models.keys, key=AssetKey.to_user_string)]
+            file_keys = [AssetKey([layer, d.table]) for d in files for layer in LAYERS]
+            model_keys = [AssetKey([schema, name]) for schema, name in dbt.models(dbt.read_manifest())]
+            selection = [*file_keys, *sorted(model_keys, key=AssetKey.to_user_string)]
         return self._call(
             self.client.submit_job_execution,
             JOB,

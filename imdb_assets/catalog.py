@@ -178,3 +178,6 @@ DATASETS: tuple[Dataset, ...] = (
 
 BY_STEM = {d.file_stem: d for d in DATASETS}
 SCHEMA = "imdb"
+# The first part of the asset key of each of a file's layers: its raw file, its parsed frame, its table.
+RAW_LAYER, PARSED_LAYER, TABLE_LAYER = "raw", "parsed", SCHEMA
+LAYERS = (RAW_LAYER, PARSED_LAYER, TABLE_LAYER)

@@ -72,6 +72,12 @@ def one_row(row: Row | None) -> Row:
     return row
 
 
+def connect(url: str, **kwargs) -> psycopg.Connection:
+    """A connection to ``url`` in autocommit mode (statements that need a transaction open one with
+    ``conn.transaction()``): the one way the platform connects, so every caller gets the same defaults."""
+    return psycopg.connect(url, autocommit=True, **kwargs)
+
+
 def _pg_command(name: str) -> Callable[..., str]:
     """pgserver's function for one of its binaries (``pg_ctl``): made at import time, so unseen by a type checker."""
     return getattr(pgserver, name)
@@ -91,7 +97,7 @@ def embedded_server_url(data_dir: Path) -> str:
 def _start_tuned(pgdata: Path) -> str:
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     url = server.get_uri()
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         # current_setting() reports values in the units written here ("512MB", "30min").
         stale = {
             name: value
@@ -147,7 +153,7 @@ def available_connections(conn: psycopg.Connection, wanted: int) -> int:
 def ensure_database(server_url: str, database: str) -> str:
     """Create ``database`` on the server if missing; return its URI."""
     server_url = normalize_url(server_url)
-    with psycopg.connect(server_url, autocommit=True) as conn:
+    with connect(server_url) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if not exists:
             # Another process may create it between the check and here.

@@ -1,13 +1,9 @@
-"""The environment contract: every variable the platform reads, with its default.
+"""The platform's settings: every environment variable it reads, what it means and its default, in one object.
 
-The README, `docker-compose.yml` and the tests all check against ``ENVIRONMENT``.
+Dagster's resources and storage, dbt's environment, the API and every command-line tool read `Settings`, so a
+variable means the same everywhere and a bad value fails at start with an error naming it:
 
-The runtime reads its configuration one way, through its resources (`imdb_assets/defs/resources.py`): an `EnvVar`
-where the variable is set, the default below otherwise. The functions below read and validate one variable each;
-they run when the code loads only where Dagster needs the value at definition time (the release sensor's interval
-and default status) or an `EnvVar` cannot carry it (a fraction), and otherwise in Dagster's storage
-(`imdb_assets/instance.py`, which `dagster.yaml` builds without resources) and the command-line tools. dbt reads
-`IMDB_RECOMMENDATION_MIN_VOTES` and `IMDB_FRESHNESS_*` itself (`dbt_project/`).
+    uv run imdb settings    # each variable, its value here and what it means
 """
 
 from __future__ import annotations
@@ -15,57 +11,172 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from limits import parse as parse_rate_limit
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BASE_URL = "https://datasets.imdbws.com/"
-DEFAULT_DATA_DIR = "data"
-DEFAULT_MAX_REJECT_FRACTION = 0.001
-DEFAULT_SENSOR_INTERVAL_SECONDS = 3600
+ENV_PREFIX = "IMDB_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the platform cannot use; the message names it."""
+
+
+class Settings(BaseSettings):
+    """One field per variable: ``IMDB_`` and the field's name in capitals, unless the field names its variable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
+
+    # Where the data comes from and where it lives.
+    base_url: str = Field(
+        DEFAULT_BASE_URL,
+        description="Where the *.tsv.gz files live: http(s):// or file:// (a folder named like IMDb's).",
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias="DATABASE_URL",
+        description="Any PostgreSQL URI; unset means the embedded server under IMDB_DATA_DIR/postgres.",
+    )
+    data_dir: Path = Field(
+        Path("data"), description="Raw files, parsed frames, rejects and the embedded database (default ./data)."
+    )
+    # How files are refreshed.
+    max_reject_fraction: float = Field(
+        0.001, ge=0, le=1, description="Share of malformed rows a file may have before its refresh fails."
+    )
+    load_connections: int | None = Field(
+        None, ge=1, description="Connections a table load may use at most (default: the CPUs this container may use)."
+    )
+    sensor_interval_seconds: int = Field(
+        3600, ge=1, description="Seconds between two checks of IMDB_BASE_URL by the release sensor."
+    )
+    sensor_default_status: Literal["running", "stopped"] = Field(
+        "stopped", description="The release sensor's state on a new instance: stopped or running."
+    )
+    # dbt's models, given to dbt as variables of the same names.
+    recommendation_min_votes: int = Field(
+        1000, ge=0, description="Votes a title needs to get, and to be, a recommendation (dbt)."
+    )
+    freshness_warn_after_days: int = Field(
+        2, ge=1, description="Days since a table's last load before dbt source freshness warns."
+    )
+    freshness_error_after_days: int = Field(
+        7, ge=1, description="Days since a table's last load before dbt source freshness errs."
+    )
+    # The REST API.
+    api_database_url: str | None = Field(
+        None,
+        description="URI of an existing read-only role for the API; unset: the platform creates the role imdb_api "
+        "on its own database (DATABASE_URL or the embedded server).",
+    )
+    api_database_password: str | None = Field(
+        None,
+        description="Password given to imdb_api when the platform creates it (default: a random one kept in "
+        "IMDB_DATA_DIR/api/database_password).",
+    )
+    api_rate_limit: str = Field(
+        "1200/minute", description="Requests each API key may make, in the `limits` notation (e.g. 100/second)."
+    )
+    api_statement_timeout_ms: int = Field(
+        3000, ge=1, description="Longest a query of the API may run before it is cancelled, in milliseconds."
+    )
+    api_key_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long a checked key is trusted before it is read again: a revocation takes effect within "
+        "this time in other processes.",
+    )
+    dagster_url: str = Field(
+        "http://127.0.0.1:3000", description="The Dagster webserver that POST /v1/refresh launches runs through."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https", "file"):
+            raise ValueError("must be an http://, https:// or file:// URL")
+        return value
+
+    @field_validator("sensor_default_status", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("dagster_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("database_url", "api_database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URI")
+        # libpq takes both spellings, SQLAlchemy (Dagster's storage) only postgresql://.
+        return "postgresql" + value[len(scheme) :]
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parse_rate_limit(value)
+        except ValueError as error:
+            raise ValueError("must be in the `limits` notation, e.g. 1200/minute") from error
+        return value
+
+    @property
+    def data_path(self) -> Path:
+        """``data_dir``, absolute: every process agrees on it whatever its working directory."""
+        return self.data_dir.absolute()
+
+    @property
+    def sensor_running_by_default(self) -> bool:
+        return self.sensor_default_status == "running"
+
+    def database(self) -> str:
+        """The IMDb database's URI: ``DATABASE_URL``, or the embedded server's (started if need be)."""
+        from imdb_assets import database  # pgserver, which only resolving the URL needs
+
+        return database.resolve_url(self.database_url, self.data_path)
+
+    def dbt_variables(self) -> dict[str, str]:
+        """The model settings dbt reads with ``env_var()``, as text."""
+        names = ("recommendation_min_votes", "freshness_warn_after_days", "freshness_error_after_days")
+        return {variable_name(name): str(getattr(self, name)) for name in names}
+
+
+def variable_name(field: str) -> str:
+    """The environment variable behind a field of `Settings`."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"{ENV_PREFIX}{field.upper()}"
+
 
 ENVIRONMENT: dict[str, str] = {
-    "IMDB_BASE_URL": "Where the *.tsv.gz files live: http(s):// or file:// (a folder named like IMDb's).",
-    "DATABASE_URL": "Any PostgreSQL URI; unset means the embedded server under IMDB_DATA_DIR/postgres.",
-    "IMDB_DATA_DIR": "Raw files, parsed frames, rejects and the embedded database (default ./data).",
-    "IMDB_MAX_REJECT_FRACTION": "Share of malformed rows a file may have before its refresh fails (default 0.001).",
-    "IMDB_SENSOR_INTERVAL_SECONDS": "Seconds between two checks of IMDB_BASE_URL by the release sensor (default 3600).",
-    "IMDB_SENSOR_DEFAULT_STATUS": "The release sensor's state on a new instance: stopped (default) or running.",
-    "IMDB_LOAD_CONNECTIONS": "Connections a table load may use at most (default: the CPUs this container may use).",
-    "IMDB_RECOMMENDATION_MIN_VOTES": "Votes a title needs to get, and to be, a recommendation (dbt; default 1000).",
-    "IMDB_FRESHNESS_WARN_AFTER_DAYS": "Days since a table's last load before dbt source freshness warns (default 2).",
-    "IMDB_FRESHNESS_ERROR_AFTER_DAYS": "Days since a table's last load before dbt source freshness errs (default 7).",
+    variable_name(name): field.description or "" for name, field in Settings.model_fields.items()
 }
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("IMDB_DATA_DIR") or DEFAULT_DATA_DIR).absolute()
-
-
-def database_url() -> str | None:
-    return os.environ.get("DATABASE_URL") or None
-
-
-def max_reject_fraction() -> float:
-    return float(os.environ.get("IMDB_MAX_REJECT_FRACTION") or DEFAULT_MAX_REJECT_FRACTION)
-
-
-def sensor_interval_seconds() -> int:
-    return int(os.environ.get("IMDB_SENSOR_INTERVAL_SECONDS") or DEFAULT_SENSOR_INTERVAL_SECONDS)
-
-
-def sensor_running_by_default() -> bool:
-    status = (os.environ.get("IMDB_SENSOR_DEFAULT_STATUS") or "stopped").lower()
-    if status not in ("running", "stopped"):
-        raise ValueError(f"IMDB_SENSOR_DEFAULT_STATUS must be running or stopped, not {status!r}")
-    return status == "running"
-
-
-def load_connections() -> int:
-    """`IMDB_LOAD_CONNECTIONS`, else the CPU count: a load never opens more, nor more than the server has free."""
-    value = os.environ.get("IMDB_LOAD_CONNECTIONS") or ""
-    if not value:
-        return cpu_count()
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"IMDB_LOAD_CONNECTIONS must be a whole number of at least 1, not {value!r}")
-    return int(value)
+def load() -> Settings:
+    """The settings from the environment as it is now, or `SettingsError` naming each variable that is not valid."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            field = str(problem["loc"][0])
+            name = variable_name(field) if field in Settings.model_fields else field
+            value = os.environ.get(name, "")
+            problems.append(f"{name}={value!r}: {problem['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("; ".join(problems)) from None
 
 
 def cpu_count(cgroup: Path = Path("/sys/fs/cgroup")) -> int:

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import time
 
-import psycopg
-
 from imdb_assets import database, dbt, settings
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_dev.generator import MANIFEST, Manifest, generate
@@ -25,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows over all seven generated files")
     args = parser.parse_args(argv)
 
-    data_dir = settings.data_dir()
+    config = settings.load()
+    data_dir = config.data_path
     mirror = data_dir / "mirror"
     existing = Manifest.read(mirror / MANIFEST) if (mirror / MANIFEST).exists() else None
     if existing is None or existing.rows != args.rows:
@@ -42,17 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imdb_refresh failed (exit {returncode}); see the run's logs above", file=sys.stderr)
         return returncode
 
-    url = database.resolve_url(settings.database_url(), data_dir)
     relations = [f"{SCHEMA}.{d.table}" for d in DATASETS] + dbt.marts()
-    with psycopg.connect(url) as conn:
+    with database.connect(config.database()) as conn:
         counts = {
             name: database.one_row(conn.execute(f"SELECT count(*) FROM {name}").fetchone())[0] for name in relations
         }
     print(f"\nimdb_refresh finished in {seconds:.0f}s. Tables, and the dbt marts built from them:")
     for name, count in counts.items():
         print(f"  {name:<35} {count:>10,} rows")
-    psql = database.psql_path() if not settings.database_url() else "psql"
-    print(f'\nQuery it:   {psql} "{url}"')
+    print("\nQuery it:   make psql   (or uv run imdb psql)")
     print(f"Open the UI: IMDB_BASE_URL={env['IMDB_BASE_URL']} make dev   (then http://127.0.0.1:3000)")
     return 0
 

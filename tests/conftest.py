@@ -10,15 +10,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dagster import AssetsDefinition, AssetSelection, DagsterInstance, materialize
-from dagster_dbt import DbtCliResource
+from dagster import AssetSelection, DagsterInstance, materialize
+from dagster_dbt import DbtCliResource, DbtProject
 
 from imdb_assets import database
 from imdb_assets.catalog import BY_STEM, DATASETS, SCHEMA, Dataset
-from imdb_assets.dbt import imdb_dbt_models
-from imdb_assets.dbt_project import project
-from imdb_assets.defs.files import imdb_file_assets, parsed_key, raw_key, table_key
-from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
+from imdb_assets.defs.dbt.assets import build_dbt_assets, imdb_dbt_models
+from imdb_assets.defs.dbt.project import project
+from imdb_assets.defs.files.assets import imdb_file_assets
+from imdb_assets.defs.files.keys import parsed_key, raw_key, table_key
+from imdb_assets.defs.resources import ImdbSource, LocalStore, Warehouse
 from imdb_dev.generator import generate
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
@@ -117,17 +118,21 @@ class Platform:
         layers=(raw_key, parsed_key, table_key),
         models: bool = False,
         raise_on_error: bool = True,
-        dbt_models: AssetsDefinition = imdb_dbt_models,
+        dbt_project: DbtProject | None = None,
     ):
         """Materialize these files' layers; with `models`, also the dbt models downstream of them (of
-        ``dbt_models``, the platform's own unless a test builds them from another project)."""
+        ``dbt_project``, a prepared copy of the platform's project that a test edited, else the platform's)."""
         selection = AssetSelection.assets(*[layer(d) for d in (datasets or DATASETS) for layer in layers])
         if models:
             selection = selection | selection.downstream()
+        dbt_models, resources = imdb_dbt_models, self.resources
+        if dbt_project is not None:
+            dbt_models = build_dbt_assets(dbt_project)
+            resources = resources | {"dbt": DbtCliResource(project_dir=dbt_project)}
         return materialize(
             [*imdb_file_assets, dbt_models],
             selection=selection,
-            resources=self.resources,
+            resources=resources,
             instance=self.instance,
             raise_on_error=raise_on_error,
         )

@@ -19,8 +19,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from imdb_api import keys, models
-from imdb_api.database import check_read_only, ensure_api_tables
-from imdb_api.settings import API_ROLE
+from imdb_api.database import API_ROLE, check_read_only, ensure_api_tables
 from tests.api_server import ApiServer, new_key
 from tests.conftest import Platform, drop_database, fresh_database
 from tests.dagster_dev import DagsterDev, clean_env, fresh_home, platform_env

@@ -15,7 +15,7 @@ from dagster import DagsterInstance
 
 from imdb_assets import database, dbt, load, parse, settings
 from imdb_assets.catalog import DATASETS
-from imdb_assets.resources import Warehouse
+from imdb_assets.defs.resources import Warehouse
 from tests.conftest import Platform
 from tests.dagster_dev import fresh_home
 from tests.stock_server import CONNECTIONS, ROLE, StockServer
@@ -32,13 +32,16 @@ def test_postgres_scheme_is_spelled_postgresql_for_every_consumer(tmp_path):
     assert database.normalize_url("postgresql://u@h/db?sslmode=require") == "postgresql://u@h/db?sslmode=require"
     assert database.normalize_url("host=h dbname=postgres") == "host=h dbname=postgres"
     assert database.resolve_url("postgres://u:p@h:6543/imdb", tmp_path) == "postgresql://u:p@h:6543/imdb"
-    assert dbt.dbt_environment("postgres://u:p@h:6543/imdb?sslmode=require") == {
+    assert dbt.environment(settings.Settings(), "postgres://u:p@h:6543/imdb?sslmode=require") == {
         "IMDB_DBT_HOST": "h",
         "IMDB_DBT_PORT": "6543",
         "IMDB_DBT_USER": "u",
         "IMDB_DBT_PASSWORD": "p",
         "IMDB_DBT_DBNAME": "imdb",
         "IMDB_DBT_SSLMODE": "require",
+        "IMDB_RECOMMENDATION_MIN_VOTES": "1000",
+        "IMDB_FRESHNESS_WARN_AFTER_DAYS": "2",
+        "IMDB_FRESHNESS_ERROR_AFTER_DAYS": "7",
     }
 
 
@@ -59,13 +62,13 @@ def test_cpu_count_follows_the_affinity_mask_and_a_container_quota(tmp_path):
 
 def test_load_connections_setting(monkeypatch):
     monkeypatch.delenv("IMDB_LOAD_CONNECTIONS", raising=False)
-    assert settings.load_connections() == settings.cpu_count()
+    assert settings.load().load_connections is None  # a load then uses one connection per CPU
     monkeypatch.setenv("IMDB_LOAD_CONNECTIONS", "12")
-    assert settings.load_connections() == 12
-    for bad in ("0", "-2", "two"):
+    assert settings.load().load_connections == 12
+    for bad, reason in (("0", "greater than or equal to 1"), ("-2", "greater than or equal to 1"), ("abc", "integer")):
         monkeypatch.setenv("IMDB_LOAD_CONNECTIONS", bad)
-        with pytest.raises(ValueError, match="IMDB_LOAD_CONNECTIONS must be a whole number of at least 1"):
-            settings.load_connections()
+        with pytest.raises(settings.SettingsError, match=rf"^IMDB_LOAD_CONNECTIONS='{bad}': .*{reason}"):
+            settings.load()
 
 
 def test_available_connections_leave_the_reserved_and_a_spare_few(stock_server: StockServer):

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetCheckSeverity, AssetKey, AssetSelection, ExecuteInProcessResult, materialize
-from dagster_dbt import DagsterDbtProjectPreparer, DbtProject
+from dagster_dbt import DbtProject
 
-from imdb_assets import dbt, dbt_sources, load, parse
+from imdb_assets import dbt, load, parse
 from imdb_assets.catalog import DATASETS
-from imdb_assets.dbt import build_dbt_assets
-from imdb_assets.dbt_project import PROJECT_DIR, project
+from imdb_assets.dbt import PROJECT_DIR
+from imdb_assets.defs.dbt import assets as dbt_assets
+from imdb_assets.defs.dbt import sources as dbt_sources
+from imdb_assets.defs.dbt.project import prepare, project
 from tests.conftest import (
     RATINGS,
     SHARED_SAMPLE,
@@ -191,9 +193,9 @@ def test_a_broken_upstream_row_fails_its_check_and_blocks_the_marts(world):
     world.query("ALTER TABLE imdb.title_ratings DROP CONSTRAINT title_ratings_pkey")
     world.query("INSERT INTO imdb.title_ratings VALUES ('tt0000001', 1.0, 1)")
 
-    models = AssetSelection.assets(*dbt.imdb_dbt_models.keys)
+    models = AssetSelection.assets(*dbt_assets.imdb_dbt_models.keys)
     result = materialize(
-        [dbt.imdb_dbt_models],
+        [dbt_assets.imdb_dbt_models],
         selection=models,
         resources=world.resources,
         instance=world.instance,
@@ -257,7 +259,7 @@ def test_sources_yml_is_generated_from_the_catalog_and_committed():
 
 
 def test_models_are_keyed_by_schema_grouped_by_folder_and_read_the_table_assets():
-    specs = dbt.imdb_dbt_models.specs_by_key
+    specs = dbt_assets.imdb_dbt_models.specs_by_key
     titles = specs[AssetKey(["imdb_marts", "titles"])]
     assert titles.group_name == "marts" and "dbt" in titles.kinds
     assert titles.description.startswith("One row per title")
@@ -282,9 +284,9 @@ def test_a_mart_whose_sql_breaks_its_contract_fails_its_build_and_keeps_the_buil
     genres = copy / "models" / "marts" / "title_genres.sql"
     genres.write_text(genres.read_text().replace("genre.position::integer", "genre.position"))  # bigint
     edited = DbtProject(project_dir=copy, profiles_dir=copy)
-    DagsterDbtProjectPreparer().prepare(edited)
+    prepare(edited)
 
-    result = world.refresh(models=True, dbt_models=build_dbt_assets(edited), raise_on_error=False)
+    result = world.refresh(models=True, dbt_project=edited, raise_on_error=False)
     assert not result.success
     assert "imdb_marts/title_genres" not in materialized_keys(result)  # the only model edited, so the only stale one
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
@@ -294,7 +296,7 @@ def test_a_mart_whose_sql_breaks_its_contract_fails_its_build_and_keeps_the_buil
 
 
 def test_intermediate_models_are_their_own_group_and_ephemeral_ones_no_assets():
-    specs = dbt.imdb_dbt_models.specs_by_key
+    specs = dbt_assets.imdb_dbt_models.specs_by_key
     titles = specs[AssetKey(["imdb_intermediate", "int_recommendation_titles"])]
     assert titles.group_name == "intermediate"
     assert {d.asset_key for d in titles.deps} == {
@@ -313,7 +315,7 @@ def test_intermediate_models_are_their_own_group_and_ephemeral_ones_no_assets():
 
 def source_freshness(db_url: str, target: Path) -> dict[str, str]:
     """`dbt source freshness` by the platform's entry point: each table's status."""
-    command = [sys.executable, "-m", "imdb_assets.dbt", "source", "freshness", "--target-path", str(target)]
+    command = [sys.executable, "-m", "imdb_assets.cli", "dbt", "source", "freshness", "--target-path", str(target)]
     subprocess.run(command, env=os.environ | {"DATABASE_URL": db_url}, capture_output=True, text=True)
     results = json.loads((target / "sources.json").read_text())["results"]
     return {r["unique_id"].split(".")[-1]: r["status"] for r in results}

@@ -1,12 +1,13 @@
 """The docker deployment (Dockerfile, docker-compose.yml, docker/workspace.yaml) read as files.
 
 No Docker engine is needed: these tests parse the files and check that they agree with each
-other and with the environment contract in ``imdb_assets.settings.ENVIRONMENT``, so that the
-contract and the deployment cannot drift apart.
+other and with the platform's settings (``imdb_assets.settings.ENVIRONMENT``), so that the
+settings and the deployment cannot drift apart.
 """
 
 from __future__ import annotations
 
+import importlib
 import posixpath
 import re
 import shlex
@@ -15,9 +16,18 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from dagster_postgres import DagsterPostgresStorage
 
-from imdb_api.settings import API_ENVIRONMENT
-from imdb_assets.settings import DEFAULT_BASE_URL, ENVIRONMENT
+from imdb_assets import settings
+from imdb_assets.settings import DEFAULT_BASE_URL
+
+# The API's variables, which the API's service needs; the Dagster services need the others.
+API_ENVIRONMENT = {
+    settings.variable_name(field)
+    for field in settings.Settings.model_fields
+    if field.startswith("api_") or field == "dagster_url"
+}
+ENVIRONMENT = set(settings.ENVIRONMENT) - API_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -424,11 +434,13 @@ def env_keys(node: object) -> set[str]:
     return found
 
 
-def test_dagster_yaml_reads_only_variables_compose_sets(services: dict, dockerfile: Dockerfile) -> None:
-    if not DAGSTER_YAML.exists():
-        pytest.skip("dagster.yaml does not exist yet: nothing to check against compose")
-    config = yaml.safe_load(DAGSTER_YAML.read_text()) or {}
+def test_dagster_storage_is_the_platform_database_in_every_service(services: dict, dockerfile: Dockerfile) -> None:
+    config = yaml.safe_load(DAGSTER_YAML.read_text())
+    storage = config["storage"]["custom"]
+    storage_class = getattr(importlib.import_module(storage["module"]), storage["class"])
+    assert issubclass(storage_class, DagsterPostgresStorage) and storage["config"] == {"database": "dagster"}
+    # The storage follows the platform's settings, not a variable of its own: every service running Dagster must
+    # give it the platform's database.
+    assert not env_keys(config)
     for name in DAGSTER_SERVICES:
-        available = set(environment(services[name])) | set(dockerfile.env)
-        missing = env_keys(config) - available
-        assert not missing, f"dagster.yaml reads {missing}, which {name} does not set"
+        assert "DATABASE_URL" in set(environment(services[name])) | set(dockerfile.env), name

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 
-from dagster_dbt import DagsterDbtProjectPreparer, DbtProject
+from dagster_dbt import DbtProject
 
-from imdb_assets.dbt import build_dbt_assets
-from imdb_assets.dbt_project import PROJECT_DIR
-from imdb_assets.defs.files import parsed_key, raw_key, table_key
+from imdb_assets.dbt import PROJECT_DIR
+from imdb_assets.defs.dbt.project import prepare
+from imdb_assets.defs.files.keys import parsed_key, raw_key, table_key
 from tests.conftest import changed_keys
 from tests.imdb_files import write_files
 from tests.world import WORLD
@@ -59,9 +59,9 @@ def test_a_new_model_and_an_edited_model_are_built_and_nothing_else(world, tmp_p
     scores = copy / "models" / "intermediate" / "int_recommendation_scores.sql"
     scores.write_text(scores.read_text() + "\n-- edited: a step inlined into title_recommendations\n")
     edited = DbtProject(project_dir=copy, profiles_dir=copy)
-    DagsterDbtProjectPreparer().prepare(edited)  # what `make prepare` (or `dagster dev`) does after an edit
+    prepare(edited)  # what `make prepare` (or `dagster dev`) does after an edit
 
-    result = world.refresh(models=True, dbt_models=build_dbt_assets(edited))
+    result = world.refresh(models=True, dbt_project=edited)
     assert rebuilt_models(result) == {
         "imdb_marts/top_rated",
         "imdb_marts/series_episodes",
@@ -87,6 +87,6 @@ def test_a_new_model_and_an_edited_model_are_built_and_nothing_else(world, tmp_p
     ratings = [dict(r) for r in WORLD["title.ratings"]]
     ratings[3]["num_votes"] = 100  # tt0000004 drops below the user's 30,000 votes
     write_files(tmp_path / "world", {"title.ratings": ratings})
-    result = world.refresh(models=True, dbt_models=build_dbt_assets(edited))
+    result = world.refresh(models=True, dbt_project=edited)
     assert "imdb_marts/top_rated" in rebuilt_models(result)
     assert world.query("SELECT tconst FROM imdb_marts.top_rated ORDER BY tconst") == [("tt0000001",), ("tt0000002",)]

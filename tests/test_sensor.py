@@ -16,10 +16,10 @@ from dagster import AssetKey, build_sensor_context
 from imdb_assets import settings
 from imdb_assets.catalog import DATASETS, Dataset
 from imdb_assets.definitions import defs
-from imdb_assets.defs import sensors
-from imdb_assets.defs.files import parsed_key, raw_key, table_key
-from imdb_assets.defs.sensors import imdb_release_sensor
-from imdb_assets.resources import ImdbSource
+from imdb_assets.defs.files import sensor as sensors
+from imdb_assets.defs.files.keys import parsed_key, raw_key, table_key
+from imdb_assets.defs.files.sensor import imdb_release_sensor
+from imdb_assets.defs.resources import ImdbSource
 from imdb_dev.generator import generate
 from tests.conftest import BASICS, RATINGS, Platform
 from tests.dagster_dev import ENDED, REPO, DagsterDev, fresh_home, platform_env
@@ -205,13 +205,13 @@ def test_5xx_skips_naming_the_file_and_the_next_tick_tries_again(platform, mirro
 def test_off_and_hourly_by_default_on_in_docker_compose(monkeypatch):
     monkeypatch.delenv("IMDB_SENSOR_DEFAULT_STATUS", raising=False)
     monkeypatch.delenv("IMDB_SENSOR_INTERVAL_SECONDS", raising=False)
-    assert not settings.sensor_running_by_default()
-    assert settings.sensor_interval_seconds() == 3600
-    monkeypatch.setenv("IMDB_SENSOR_DEFAULT_STATUS", "Running")
-    assert settings.sensor_running_by_default()
+    assert not settings.load().sensor_running_by_default
+    assert settings.load().sensor_interval_seconds == 3600
+    monkeypatch.setenv("IMDB_SENSOR_DEFAULT_STATUS", "running")
+    assert settings.load().sensor_running_by_default
     monkeypatch.setenv("IMDB_SENSOR_DEFAULT_STATUS", "on")
-    with pytest.raises(ValueError, match="running or stopped"):
-        settings.sensor_running_by_default()
+    with pytest.raises(settings.SettingsError, match=r"IMDB_SENSOR_DEFAULT_STATUS='on': .*'running' or 'stopped'"):
+        settings.load()
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     env = compose["services"]["imdb_code"]["environment"]
     assert env["IMDB_SENSOR_DEFAULT_STATUS"] == "${IMDB_SENSOR_DEFAULT_STATUS:-running}"

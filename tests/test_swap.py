@@ -16,9 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from imdb_assets import load, metadata, settings
+from imdb_assets import load, settings
 from imdb_assets.catalog import SCHEMA
-from imdb_assets.defs.files import parsed_key, raw_key
+from imdb_assets.defs import metadata
+from imdb_assets.defs.files.keys import parsed_key, raw_key
+from imdb_assets.defs.resources import Warehouse
 from imdb_assets.load import ingest
 from imdb_dev.generator import generate
 from tests.conftest import BASICS, PRINCIPALS, RATINGS, UNATTACHED
@@ -149,7 +151,8 @@ def test_a_frame_of_many_row_groups_loads_into_key_range_partitions_side_by_side
     for _, name, _ in partitions:
         assert platform.query(STATISTICS, "imdb_partitions", name) == [(False, columns)]
         assert platform.query(ANALYZED, f"imdb_partitions.{name}") == [(1, 0)]
-    size = metadata.relation_metadata(db_url, "imdb.title_ratings")["table_bytes"]
+    warehouse = Warehouse(database_url=db_url, data_dir=str(platform.store.root))
+    size = metadata.relation_metadata(warehouse, "imdb.title_ratings")["table_bytes"]
     names = [f"{schema}.{name}" for schema, name, _ in partitions]
     assert size > 0 and platform.query(
         "SELECT sum(pg_total_relation_size(name::regclass))::bigint FROM unnest(%s::text[]) name", names

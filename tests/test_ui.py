@@ -22,7 +22,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.definitions import defs
-from imdb_assets.defs.files import parsed_key, raw_key
+from imdb_assets.defs.files.keys import parsed_key, raw_key
 from tests.conftest import BASICS, RATINGS
 from tests.dagster_dev import REPO, DagsterDev, fresh_home, platform_env
 from tests.imdb_files import write_files

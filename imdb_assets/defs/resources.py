@@ -1,8 +1,7 @@
-"""The resources the assets and the sensor get, which is how the runtime reads its configuration.
+"""The resources the assets and the sensor use, configured from the platform's settings (`imdb_assets.settings`).
 
-Each value comes from the environment contract (`imdb_assets.settings`): an `EnvVar` when the variable is set
-(resolved, and hidden in the UI, at run time), else the contract's default. A set value is checked by the contract's
-reader when the code loads, so a bad one fails at start.
+The settings are read and checked when the code loads, so a bad value fails at start, naming its variable. The
+database URI may carry a password: it reaches the warehouse as an `EnvVar`, which the UI shows by name only.
 """
 
 from __future__ import annotations
@@ -10,27 +9,69 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from dagster import Definitions, EnvVar
+import psycopg
+from dagster import ConfigurableResource, Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
-from imdb_assets import settings
-from imdb_assets.dbt_project import project
-from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
+from imdb_assets import database, download
+from imdb_assets import settings as platform_settings
+from imdb_assets.catalog import Dataset
+from imdb_assets.defs.dbt.project import project
 
 
-def from_env(name: str, default, reader: Callable[[], object] | None = None):
-    """``name``'s value for a resource: an `EnvVar` when the variable is set, else ``default``. ``reader``, the
-    contract's, validates a set value now; a fraction is passed as read, since an `EnvVar` carries only text, whole
-    numbers and booleans."""
-    if not os.environ.get(name):
-        return default
-    value = reader() if reader else None
-    if isinstance(value, float):
-        return value
-    return EnvVar.int(name) if isinstance(value, int) else EnvVar(name)
+class ImdbSource(ConfigurableResource):
+    """IMDb's dataset mirror: `IMDB_BASE_URL` (http(s):// or file://)."""
+
+    base_url: str
+    timeout_seconds: float = 60.0
+    max_attempts: int = 5
+    backoff_seconds: float = 1.0
+
+    def url(self, dataset: Dataset) -> str:
+        return download.file_url(self.base_url, dataset.file_name)
+
+
+class LocalStore(ConfigurableResource):
+    """`IMDB_DATA_DIR`: raw files, parsed frames and rejects, and the reject threshold applied to them."""
+
+    data_dir: str
+    max_reject_fraction: float
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir).absolute()
+
+    def raw_path(self, dataset: Dataset) -> Path:
+        return self.root / "raw" / dataset.file_name
+
+    def parquet_path(self, dataset: Dataset) -> Path:
+        return self.root / "parsed" / f"{dataset.table}.parquet"
+
+    def rejects_path(self, dataset: Dataset) -> Path:
+        return self.root / "rejects" / f"{dataset.table}.tsv"
+
+
+class Warehouse(ConfigurableResource):
+    """The PostgreSQL holding the `imdb` schema (`DATABASE_URL`, or the embedded server under the data folder), and
+    the connections the assets use to it."""
+
+    database_url: str = ""
+    data_dir: str
+    load_connections: int | None = None
+    """Connections one table load uses at most (default: one per CPU); never more than the server has free."""
+
+    def url(self) -> str:
+        return database.resolve_url(self.database_url or None, Path(self.data_dir).absolute())
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        """A connection in autocommit mode, closed on leaving the block."""
+        with database.connect(self.url()) as conn:
+            yield conn
 
 
 def _dbt_executable() -> str:
@@ -39,23 +80,19 @@ def _dbt_executable() -> str:
     return str(beside_python) if beside_python.exists() else shutil.which("dbt") or "dbt"
 
 
-DATA_DIR = from_env("IMDB_DATA_DIR", str(Path(settings.DEFAULT_DATA_DIR).absolute()))
-
-defs = Definitions(
-    resources={
+def platform_resources(config: platform_settings.Settings) -> dict[str, ConfigurableResource]:
+    """The four resources, configured from ``config``."""
+    data_dir = str(config.data_path)
+    return {
         "dbt": DbtCliResource(project_dir=project, dbt_executable=_dbt_executable()),
-        "source": ImdbSource(base_url=from_env("IMDB_BASE_URL", settings.DEFAULT_BASE_URL)),
-        "store": LocalStore(
-            data_dir=DATA_DIR,
-            max_reject_fraction=from_env(
-                "IMDB_MAX_REJECT_FRACTION", settings.DEFAULT_MAX_REJECT_FRACTION, settings.max_reject_fraction
-            ),
-        ),
+        "source": ImdbSource(base_url=config.base_url),
+        "store": LocalStore(data_dir=data_dir, max_reject_fraction=config.max_reject_fraction),
         "warehouse": Warehouse(
-            database_url=from_env("DATABASE_URL", ""),
-            data_dir=DATA_DIR,
-            # Unset: None, and each load uses one connection per CPU (settings.cpu_count()).
-            load_connections=from_env("IMDB_LOAD_CONNECTIONS", None, settings.load_connections),
+            database_url=EnvVar("DATABASE_URL") if os.environ.get("DATABASE_URL") else "",
+            data_dir=data_dir,
+            load_connections=config.load_connections,
         ),
-    },
-)
+    }
+
+
+defs = Definitions(resources=platform_resources(platform_settings.load()))

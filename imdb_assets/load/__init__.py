@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from imdb_assets import database, settings
+from imdb_assets import database
 from imdb_assets.catalog import SCHEMA, Dataset
 from imdb_assets.load.ddl import (
     LOCK_CLASS,
@@ -48,6 +48,7 @@ from imdb_assets.load.ddl import (
 from imdb_assets.load.ingest import analyze_parent, drop_unattached, drop_unattached_after_failure, ingest_parts
 from imdb_assets.load.parts import MIN_PART_ROWS
 from imdb_assets.load.swap import RefreshRefused, refresh_materialized_views, refuse_unkept, relkind, swap_partitions
+from imdb_assets.settings import cpu_count
 
 __all__ = [
     "META_SCHEMA",
@@ -92,16 +93,15 @@ class CurrentLoad:
     rows: int
 
 
-def current_load(url: str, dataset: Dataset) -> CurrentLoad | None:
+def current_load(conn: psycopg.Connection, dataset: Dataset) -> CurrentLoad | None:
     """The load the current ``imdb.<table>`` came from, if the table exists and was built by the platform."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        if database.one_row(conn.execute("SELECT to_regclass(%s)", (f"{META_SCHEMA}.loads",)).fetchone())[0] is None:
-            return None
-        row = conn.execute(
-            f"""SELECT source_sha256, rows FROM {META_SCHEMA}.loads
-                WHERE table_name = %s AND to_regclass(%s) IS NOT NULL""",
-            (dataset.table, f"{SCHEMA}.{dataset.table}"),
-        ).fetchone()
+    if database.one_row(conn.execute("SELECT to_regclass(%s)", (f"{META_SCHEMA}.loads",)).fetchone())[0] is None:
+        return None
+    row = conn.execute(
+        f"""SELECT source_sha256, rows FROM {META_SCHEMA}.loads
+            WHERE table_name = %s AND to_regclass(%s) IS NOT NULL""",
+        (dataset.table, f"{SCHEMA}.{dataset.table}"),
+    ).fetchone()
     return CurrentLoad(*row) if row else None
 
 
@@ -122,7 +122,7 @@ def load_table(
     log = log or logging.getLogger(__name__)
     started = time.monotonic()
     app = f"imdb_assets load {dataset.table}"
-    with psycopg.connect(with_application_name(url, app), autocommit=True) as control:
+    with database.connect(with_application_name(url, app)) as control:
         ensure_schemas(control)
         # One load per table at a time, whoever starts it (a run, a sensor-launched run, a backfill).
         control.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, dataset.table))
@@ -131,7 +131,7 @@ def load_table(
             with control.transaction():  # fail before the work when the swap is bound to be refused
                 refuse_unkept(control, dataset, replacing=relkind(control, dataset) == "r")
             prefix = f"{dataset.table}_{secrets.token_hex(4)}"
-            cores = database.available_connections(control, connections or settings.cpu_count())
+            cores = database.available_connections(control, connections or cpu_count())
             # MIN_PART_ROWS is looked up here at each load, so a test can lower it (monkeypatch load.MIN_PART_ROWS).
             app_url = with_application_name(url, app)
             rows, parts = ingest_parts(control, dataset, parquet, app_url, prefix, cores, MIN_PART_ROWS, log)

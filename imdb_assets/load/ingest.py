@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from imdb_assets import database
 from imdb_assets.catalog import SCHEMA, Dataset
 from imdb_assets.load.ddl import PARTITION_SCHEMA, create_table_sql, index_sql, primary_key_sql, qualified
 from imdb_assets.load.parts import Part, plan_parts
@@ -51,7 +52,7 @@ def drop_unattached(conn: psycopg.Connection, dataset: Dataset) -> None:
 def drop_unattached_after_failure(url: str, dataset: Dataset) -> None:
     """Best effort, on a connection of its own (the load's may be broken): the next load drops leftovers anyway."""
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        with database.connect(url, connect_timeout=5) as conn:
             drop_unattached(conn, dataset)
     except psycopg.Error:
         pass
@@ -166,6 +167,6 @@ def analyze_parent(control: psycopg.Connection, url: str, dataset: Dataset, part
     SHARE UPDATE EXCLUSIVE locks meanwhile, which block only another ANALYZE, VACUUM or DDL. The parent's sample
     still reads their rows, and no partition is analyzed twice."""
     partitions = sql.SQL(", ").join(qualified(PARTITION_SCHEMA, part.table) for part in parts)
-    with psycopg.connect(url, autocommit=True) as holder, holder.transaction():
+    with database.connect(url) as holder, holder.transaction():
         holder.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(partitions))
         control.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(qualified(SCHEMA, dataset.table)))

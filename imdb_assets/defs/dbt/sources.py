@@ -2,12 +2,12 @@
 
 The file is committed so the dbt project reads on its own; a test fails when it drifts from the catalog.
 
-    uv run python -m imdb_assets.dbt_sources    # rewrite it after a change to the catalog
+    uv run python -m imdb_assets.defs.dbt.sources    # rewrite it after a change to the catalog
 
 Each table's freshness is the time its current contents were swapped in (`imdb_meta.loads.loaded_at`, written by
 the load): IMDb publishes every day, so a table whose data is days old means the refreshes stopped or keep failing.
 
-    uv run python -m imdb_assets.dbt source freshness    # warn after 2 days, error after 7 (see FRESHNESS)
+    uv run imdb dbt source freshness    # warn after 2 days, error after 7 (IMDB_FRESHNESS_*)
 """
 
 from pathlib import Path
@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 
 from imdb_assets.catalog import DATASETS, SCHEMA
-from imdb_assets.dbt_project import PROJECT_DIR
+from imdb_assets.dbt import PROJECT_DIR
 from imdb_assets.load import META_SCHEMA
+from imdb_assets.settings import Settings, variable_name
 
 SOURCES_YML = PROJECT_DIR / "models" / "staging" / "_imdb__sources.yml"
 # Tables whose staging view renames a key column (title_akas' title_id becomes tconst): their uniqueness is tested
@@ -29,10 +30,13 @@ def _unique_key_test(columns: tuple[str, ...]) -> dict:
 
 
 # dbt renders these when it parses the project, so the environment can change the thresholds.
-FRESHNESS = {
-    "warn_after": {"count": "{{ env_var('IMDB_FRESHNESS_WARN_AFTER_DAYS', '2') }}", "period": "day"},
-    "error_after": {"count": "{{ env_var('IMDB_FRESHNESS_ERROR_AFTER_DAYS', '7') }}", "period": "day"},
-}
+def _days(field: str) -> dict[str, str]:
+    """A freshness threshold read from the setting's variable, with the setting's default (for dbt run by hand)."""
+    default = Settings.model_fields[field].default
+    return {"count": f"{{{{ env_var('{variable_name(field)}', '{default}') }}}}", "period": "day"}
+
+
+FRESHNESS = {"warn_after": _days("freshness_warn_after_days"), "error_after": _days("freshness_error_after_days")}
 
 
 def loaded_at_query(table: str) -> str:
@@ -68,7 +72,7 @@ def sources_yaml() -> str:
             }
         ]
     }
-    header = "# Generated from imdb_assets/catalog.py by `python -m imdb_assets.dbt_sources`; do not edit.\n"
+    header = "# Generated from imdb_assets/catalog.py by `python -m imdb_assets.defs.dbt.sources`; do not edit.\n"
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
 
 

@@ -4,16 +4,20 @@ Read back from the database after the build, the same way for the loaded tables 
 page shows what is really there rather than what the step meant to write.
 """
 
+from __future__ import annotations
+
 import json
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 from psycopg import sql
 
 from imdb_assets.database import one_row
+
+if TYPE_CHECKING:
+    from imdb_assets.defs.resources import Warehouse
 
 PREVIEW_ROWS = 5
 # A partitioned table's size is its partitions', with their indexes.
@@ -42,10 +46,10 @@ def readable_size(size: int) -> str:
     return f"{size} B"
 
 
-def relation_metadata(url: str, relation: str) -> dict[str, Any]:
+def relation_metadata(warehouse: Warehouse, relation: str) -> dict[str, Any]:
     """``table_bytes`` and ``table_size`` (tables and materialized views only) and ``preview``, for ``schema.name``."""
     schema, name = relation.split(".")
-    with psycopg.connect(url, autocommit=True) as conn:
+    with warehouse.connect() as conn:
         kind, size = one_row(conn.execute(_KIND_AND_SIZE, (relation,)).fetchone())
         cursor = conn.execute(
             sql.SQL("SELECT * FROM {} LIMIT {}").format(sql.Identifier(schema, name), sql.Literal(PREVIEW_ROWS))

@@ -1,21 +1,20 @@
 """Dagster's own storage (runs, events, schedules) in PostgreSQL, on the same server as the IMDb data.
 
 `dagster.yaml` names this class instead of `DagsterPostgresStorage` so that it needs no environment variable of its
-own: it follows `DATABASE_URL` (or starts the embedded server) and keeps Dagster's tables in a separate database.
+own: it follows `DATABASE_URL` (or starts the embedded server) through the platform's settings and keeps Dagster's
+tables in a database of their own.
 """
 
 from __future__ import annotations
 
-import yaml
 from dagster import Field
-from dagster._serdes import ConfigurableClassData  # no public home; dagster-postgres imports it from here too
 from dagster_postgres import DagsterPostgresStorage
 
 from imdb_assets import database, settings
 
 
 class ImdbPostgresStorage(DagsterPostgresStorage):
-    """`DagsterPostgresStorage` whose URL is resolved from the platform's environment contract."""
+    """`DagsterPostgresStorage` whose URL is resolved from the platform's settings."""
 
     @classmethod
     def config_type(cls):
@@ -23,23 +22,9 @@ class ImdbPostgresStorage(DagsterPostgresStorage):
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):
-        server = settings.database_url() or database.embedded_server_url(settings.data_dir())
+        config = settings.load()
+        server = config.database_url or database.embedded_server_url(config.data_path)
         url = database.ensure_database(server, config_value["database"])
         # ensure_database spells the scheme postgresql:// (SQLAlchemy has no postgres:// dialect); dagster-postgres
         # speaks psycopg2, and SQLAlchemy 2.1 would otherwise pick psycopg 3 for postgresql://.
         return cls(postgres_url=url.replace("postgresql://", "postgresql+psycopg2://", 1), inst_data=inst_data)
-
-    def _storage_data(self, class_name: str) -> ConfigurableClassData:
-        return ConfigurableClassData("dagster_postgres", class_name, yaml.dump({"postgres_url": self.postgres_url}))
-
-    @property
-    def event_storage_data(self) -> ConfigurableClassData:
-        return self._storage_data("PostgresEventLogStorage")
-
-    @property
-    def run_storage_data(self) -> ConfigurableClassData:
-        return self._storage_data("PostgresRunStorage")
-
-    @property
-    def schedule_storage_data(self) -> ConfigurableClassData:
-        return self._storage_data("PostgresScheduleStorage")

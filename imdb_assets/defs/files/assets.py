@@ -6,7 +6,7 @@ One step per file materializes its three assets (or the subset a run selects), s
 per file, not three, while the UI still shows each layer as an asset of its own. Work is only done for what
 changed: an unchanged file is not downloaded (conditional GET), its Parquet is reused and its table kept
 (`reloaded: false`). Each layer's data version is the raw file's sha256, so an unchanged file leaves every
-downstream dbt model fresh in Dagster's eyes (see `imdb_assets.staleness`).
+downstream dbt model fresh in Dagster's eyes (see `imdb_assets.defs.dbt.staleness`).
 """
 
 from collections.abc import Iterator
@@ -14,7 +14,6 @@ from typing import Any
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     AssetSpec,
     Config,
@@ -28,27 +27,16 @@ from dagster import (
     multi_asset,
 )
 
-from imdb_assets import download, load, metadata, parse
+from imdb_assets import download, load, parse
 from imdb_assets.catalog import DATASETS, SCHEMA, Dataset
-from imdb_assets.resources import ImdbSource, LocalStore, Warehouse
+from imdb_assets.defs import metadata
+from imdb_assets.defs.files.keys import VERSION_KEY, parsed_key, raw_key, table_key
+from imdb_assets.defs.resources import ImdbSource, LocalStore, Warehouse
 
 RAW_GROUP, PARSED_GROUP, TABLE_GROUP = "raw_files", "parsed_frames", "imdb_tables"
-VERSION_KEY = "version_key"  # raw metadata: the upstream version downloaded, which the release sensor compares
 # Code versions: bump one when its layer's output changes for the same input, so Dagster marks what is downstream
 # of it stale.
 RAW_CODE_VERSION, PARSED_CODE_VERSION, TABLE_CODE_VERSION = "1", "1", "1"
-
-
-def raw_key(dataset: Dataset) -> AssetKey:
-    return AssetKey(["raw", dataset.table])
-
-
-def parsed_key(dataset: Dataset) -> AssetKey:
-    return AssetKey(["parsed", dataset.table])
-
-
-def table_key(dataset: Dataset) -> AssetKey:
-    return AssetKey([SCHEMA, dataset.table])
 
 
 class FileRefreshConfig(Config):
@@ -202,7 +190,8 @@ def _load(
     if parsed is None:
         raise FileNotFoundError(f"{parquet} does not exist: materialize {parsed_key(dataset).to_user_string()}")
     url = warehouse.url()
-    current = load.current_load(url, dataset)
+    with warehouse.connect() as conn:
+        current = load.current_load(conn, dataset)
     work: dict[str, Any]
     if current is not None and current.source_sha256 == parsed.source_sha256:
         context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")
@@ -235,7 +224,7 @@ def _load(
             **work,
             "rejects": parsed.rejects,
             "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
-            **metadata.relation_metadata(url, f"{SCHEMA}.{dataset.table}"),
+            **metadata.relation_metadata(warehouse, f"{SCHEMA}.{dataset.table}"),
             "source_sha256": parsed.source_sha256,
             **_source(parsed.source_url, parsed.source_last_modified),
             "dagster/column_schema": column_schema(dataset),

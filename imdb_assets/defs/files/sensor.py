@@ -32,8 +32,8 @@ from dagster import (
 
 from imdb_assets import download, settings
 from imdb_assets.catalog import DATASETS, Dataset
-from imdb_assets.defs.files import VERSION_KEY, raw_key
-from imdb_assets.resources import ImdbSource
+from imdb_assets.defs.files.keys import VERSION_KEY, raw_key
+from imdb_assets.defs.resources import ImdbSource
 
 # A tick must end well inside Dagster's 60 s limit on a sensor evaluation: the files are checked side by side, each
 # request waits at most HEAD_TIMEOUT_SECONDS, and all of them together at most TICK_DEADLINE_SECONDS.
@@ -49,16 +49,19 @@ def recorded_version(instance: DagsterInstance, dataset: Dataset) -> str | None:
     """The upstream version the raw asset last downloaded; None if it never materialized (counts as changed)."""
     event = instance.get_latest_materialization_event(raw_key(dataset))
     entry = event.asset_materialization.metadata.get(VERSION_KEY) if event and event.asset_materialization else None
-    # Written as text (files.py); any other value is no version.
+    # Written as text (assets.py); any other value is no version.
     return entry.value if entry and isinstance(entry.value, str) else None
 
 
-# The interval and the default status are read from the environment when the code loads, not through a resource:
+# The interval and the default status are read from the settings when the code loads, not through a resource:
 # Dagster takes them from the sensor's definition, before any resource exists.
+SETTINGS = settings.load()
+
+
 @sensor(
     job_name="imdb_refresh",
-    minimum_interval_seconds=settings.sensor_interval_seconds(),
-    default_status=DefaultSensorStatus.RUNNING if settings.sensor_running_by_default() else DefaultSensorStatus.STOPPED,
+    minimum_interval_seconds=SETTINGS.sensor_interval_seconds,
+    default_status=DefaultSensorStatus.RUNNING if SETTINGS.sensor_running_by_default else DefaultSensorStatus.STOPPED,
     description="Checks IMDB_BASE_URL for a new release (a HEAD per file) and refreshes the files that changed.",
 )
 def imdb_release_sensor(context: SensorEvaluationContext, source: ImdbSource) -> SensorResult | SkipReason:

@@ -9,6 +9,9 @@ rebuild the same models.
 
 The file layers always report a materialization, with an unchanged data version when nothing changed, rather than
 none: Dagster skips a downstream multi-asset step whole when an upstream step yields nothing (dagster#9408).
+
+Dagster has no option to skip a step whose inputs kept their data versions (dagster#14842), which is what this
+module does; `latest_data_version` is its one adapter to Dagster's records.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 from dagster import AssetExecutionContext, AssetKey, DataVersion
 
+# The tag under which Dagster records a materialization's data version; no public accessor reads it back.
 DATA_VERSION_TAG = "dagster/data_version"
 
 
@@ -31,9 +35,11 @@ class Rebuild:
 
 
 def latest_data_version(context: AssetExecutionContext, key: AssetKey) -> DataVersion | None:
-    record = context.instance.get_latest_data_version_record(key)
-    tags = record.event_log_entry.tags if record else None
-    return DataVersion(tags[DATA_VERSION_TAG]) if tags and DATA_VERSION_TAG in tags else None
+    """The data version of ``key``'s latest materialization, read from its tags (the adapter of dagster#14842)."""
+    event = context.instance.get_latest_materialization_event(key)
+    materialization = event.asset_materialization if event else None
+    version = materialization.tags.get(DATA_VERSION_TAG) if materialization and materialization.tags else None
+    return DataVersion(version) if version else None
 
 
 def rebuilds(

@@ -1,0 +1,194 @@
+"""The dbt models as one multi-asset step, downstream of the seven tables; their tests as asset checks.
+
+A model's code version is dbt's checksum of its SQL together with its config and contract (`translator`), so editing
+either marks it stale. The step rebuilds only the selected models that `staleness` finds stale or missing, in one
+`dbt build` (which parses partially from the prepared manifest), then runs the tests of the models it did not
+rebuild, so every selected check is evaluated by every run: a run with nothing to rebuild only tests.
+"""
+
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from graphlib import TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    Definitions,
+    Output,
+)
+from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
+
+from imdb_assets import dbt, settings
+from imdb_assets.defs import metadata
+from imdb_assets.defs.dbt import staleness
+from imdb_assets.defs.dbt.project import project
+from imdb_assets.defs.dbt.translator import TRANSLATOR, ephemeral_ancestors
+from imdb_assets.defs.resources import Warehouse
+
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+class DbtBuildConfig(Config):
+    force: bool = False
+    """Rebuild every selected model, even those Dagster has as up to date."""
+
+
+def _ephemeral_not_inlined(manifest: Mapping[str, Any], rebuilt: set[str]) -> list[str]:
+    """The ephemeral models inlined into none of the models rebuilt: excluded like the up-to-date models, so that
+    their unit tests run only when a model reading them is built."""
+    models = [node for node in manifest["nodes"].values() if node["resource_type"] == "model"]
+    inlined = set().union(*(ephemeral_ancestors(manifest, m["unique_id"]) for m in models if m["name"] in rebuilt))
+    return sorted(
+        m["name"] for m in models if m["config"].get("materialized") == "ephemeral" and m["unique_id"] not in inlined
+    )
+
+
+def _existing_relations(warehouse: Warehouse, keys: list[AssetKey]) -> set[AssetKey]:
+    names = [".".join(key.path) for key in keys]
+    with warehouse.connect() as conn:
+        found = conn.execute(
+            "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NOT NULL", (names,)
+        ).fetchall()
+    present = {name for (name,) in found}
+    return {key for key in keys if ".".join(key.path) in present}
+
+
+def _to_rebuild(context: AssetExecutionContext, warehouse: Warehouse) -> dict[AssetKey, staleness.Rebuild]:
+    """The selected models that are stale or missing, parents first."""
+    assets_def = context.assets_def
+    selected = context.selected_asset_keys
+    parents = {key: set(assets_def.asset_deps.get(key, ())) for key in selected}
+    in_order = [key for key in TopologicalSorter(parents).static_order() if key in selected]
+    existing = _existing_relations(warehouse, in_order)
+    return staleness.rebuilds(
+        context, in_order, assets_def.code_versions_by_key, parents, exists=lambda key: key in existing
+    )
+
+
+@contextmanager
+def _dbt_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """dagster-dbt hands the step's environment to dbt and takes no other: the connection and the models' settings
+    are set there for the invocations of one step, and put back after it."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
+    """The project's models as one multi-asset step, from the manifest `make prepare` wrote; refused when the
+    project's files changed since (a run would build the models as they were)."""
+    dbt.check_prepared(Path(dbt_project.project_dir))
+    manifest = dbt.read_manifest(dbt_project.manifest_path)
+
+    @dbt_assets(manifest=dbt_project.manifest_path, dagster_dbt_translator=TRANSLATOR)
+    def imdb_dbt_models(
+        context: AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, warehouse: Warehouse
+    ):
+        url = warehouse.url()
+        if config.force:
+            rebuild = {key: staleness.Rebuild("forced by the run's config") for key in context.selected_asset_keys}
+        else:
+            rebuild = _to_rebuild(context, warehouse)
+        up_to_date = sorted(key.path[-1] for key in context.selected_asset_keys - rebuild.keys())
+        for key, why in rebuild.items():
+            context.log.info(f"Rebuilding {key.to_user_string()}: {why.reason}")
+        if up_to_date:
+            context.log.info(f"Up to date, not rebuilt (their tests run): {', '.join(up_to_date)}")
+        evaluated: set[AssetCheckKey] = set()
+        with _dbt_environment(_step_environment(url)):
+            if rebuild:
+                excluded = up_to_date + _ephemeral_not_inlined(manifest, {key.path[-1] for key in rebuild})
+                args = ["build", *(["--exclude", " ".join(excluded)] if excluded else [])]
+                invocation = dbt.cli(args, context=context)
+                yield from _events(invocation, context, warehouse, rebuild, evaluated)
+                _keep_partial_parse(invocation, dbt_project)
+            if context.selected_asset_check_keys - evaluated:
+                # The selected tests not run by the build; unit tests test the SQL of rebuilt models only.
+                done = sorted(key.name for key in evaluated)
+                invocation = dbt.cli(
+                    ["test", "--exclude", " ".join(["resource_type:unit_test", *done])], context=context
+                )
+                yield from _events(invocation, context, warehouse, rebuild, evaluated)
+                _keep_partial_parse(invocation, dbt_project)
+
+    return imdb_dbt_models
+
+
+def _step_environment(url: str) -> dict[str, str]:
+    return dbt.environment(settings.load(), url)
+
+
+imdb_dbt_models = build_dbt_assets(project)
+
+defs = Definitions(assets=[imdb_dbt_models])
+
+
+def _keep_partial_parse(invocation: DbtCliInvocation, dbt_project: DbtProject) -> None:
+    """Keep what dbt parsed against this database's profile where dagster-dbt copies the next invocation's partial
+    parse from: a parse at install time used another profile (dbt reparses everything when its connection
+    settings differ), so without this every build would parse the whole project again."""
+    parsed = invocation.target_path / PARTIAL_PARSE
+    if parsed.exists():
+        kept = Path(dbt_project.project_dir, dbt_project.target_path, PARTIAL_PARSE)
+        partial = kept.with_name(f".{PARTIAL_PARSE}.{os.getpid()}")
+        shutil.copyfile(parsed, partial)
+        os.replace(partial, kept)
+
+
+def _events(
+    invocation: DbtCliInvocation,
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    rebuild: Mapping[AssetKey, staleness.Rebuild],
+    evaluated: set[AssetCheckKey],
+) -> Iterator[Any]:
+    """dagster-dbt's events, each model's output given why it was rebuilt, the rows its statement wrote and the
+    relation's size and first rows as built (the asset key is the relation's `schema.name`, see the translator);
+    each check evaluated is added to ``evaluated``."""
+    for message in invocation.stream_raw_events():
+        for event in message.to_default_asset_events(
+            manifest=invocation.manifest,
+            dagster_dbt_translator=invocation.dagster_dbt_translator,
+            context=context,
+            target_path=invocation.target_path,
+        ):
+            if isinstance(event, AssetCheckResult) and event.asset_key and event.check_name:
+                evaluated.add(AssetCheckKey(event.asset_key, event.check_name))
+            if isinstance(event, Output):
+                key = context.asset_key_for_output(event.output_name)
+                why = rebuild.get(key)
+                event = event.with_metadata(
+                    {
+                        **event.metadata,
+                        **({"rebuilt_because": why.reason} if why else {}),
+                        **_run_metadata(message.raw_event.get("data", {})),
+                        **metadata.relation_metadata(warehouse, ".".join(key.path)),
+                    }
+                )
+            yield event
+
+
+def _run_metadata(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Rows from PostgreSQL's command tag in dbt's model result: `SELECT 1234` for a table built, none for a view
+    (dagster-dbt already adds the execution duration)."""
+    tag = re.fullmatch(r"(SELECT|INSERT 0|UPDATE|DELETE|MERGE) (\d+)", str(result.get("status", "")))
+    if not tag:
+        return {}
+    rows = int(tag.group(2))
+    return {"rows_affected": rows, "dagster/row_count": rows}
