@@ -14,12 +14,12 @@ any failure before that commit leaves the old table untouched. After it the pare
 materialized views built on it are refreshed.
 
 What a partition swap cannot keep (a foreign key referencing the table, a publication of it) makes the load fail
-before it changes anything, naming it. A parent from an older version of the platform (a plain table, or another
-layout) is replaced once, in the same transaction, carrying over its owner, grants, comments and dependent views.
+before it changes anything, naming it, and so does a parent laid out otherwise than the catalog says (other columns,
+another partition key): the platform does not migrate its tables, a dropped one is created anew by the next load.
 
 `load_table` below runs the steps in order: `ddl` (the tables' and indexes' SQL, the schemas), `parts` (the key
 ranges, from the Parquet statistics), `ingest` (the parts filled, indexed and analyzed side by side) and `swap` (the
-transaction that attaches them, and what it keeps and refuses).
+transaction that attaches them, and what it refuses).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from imdb_assets.load.ddl import (
 )
 from imdb_assets.load.ingest import analyze_parent, drop_unattached, drop_unattached_after_failure, ingest_parts
 from imdb_assets.load.parts import MIN_PART_ROWS
-from imdb_assets.load.swap import RefreshRefused, refresh_materialized_views, refuse_unkept, relkind, swap_partitions
+from imdb_assets.load.swap import RefreshRefused, refresh_materialized_views, refuse_before_the_work, swap_partitions
 from imdb_assets.settings import cpu_count
 
 __all__ = [
@@ -128,8 +128,7 @@ def load_table(
         control.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, dataset.table))
         try:
             drop_unattached(control, dataset)  # a crashed load's parts
-            with control.transaction():  # fail before the work when the swap is bound to be refused
-                refuse_unkept(control, dataset, replacing=relkind(control, dataset) == "r")
+            refuse_before_the_work(control, dataset)
             prefix = f"{dataset.table}_{secrets.token_hex(4)}"
             cores = database.available_connections(control, connections or cpu_count())
             # MIN_PART_ROWS is looked up here at each load, so a test can lower it (monkeypatch load.MIN_PART_ROWS).

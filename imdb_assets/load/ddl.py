@@ -82,11 +82,10 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
                 table_name text PRIMARY KEY,
                 source_sha256 text NOT NULL,
                 rows bigint NOT NULL,
-                loaded_at timestamptz NOT NULL DEFAULT now()
+                loaded_at timestamptz NOT NULL DEFAULT now(),
+                source_last_modified text  -- the raw file's, for clients that judge freshness by IMDb's release
             )"""
         )
-        # The raw file's Last-Modified, for clients that judge freshness by IMDb's release (the API's /v1/datasets).
-        conn.execute(f"ALTER TABLE {META_SCHEMA}.loads ADD COLUMN IF NOT EXISTS source_last_modified text")
 
 
 def platform_comment(dataset: Dataset) -> str:
