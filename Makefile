@@ -4,7 +4,9 @@ SHELL := /bin/bash
 
 # uv from PATH, or bootstrapped from PyPI into .tools/ on a machine that has only Python 3.11+.
 UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# The instance is configured by this folder's dagster.yaml (its storage is in PostgreSQL; Dagster keeps compute logs
+# under storage/ here).
+export DAGSTER_HOME ?= $(CURDIR)
 export UV_PYTHON_DOWNLOADS ?= never
 # Bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set, every process would compile Dagster and
 # dbt again, seconds per process.
@@ -45,7 +47,6 @@ $(CURDIR)/.tools/bin/uv:
 
 sync: $(UV)
 	$(UV) sync --frozen
-	@mkdir -p $(DAGSTER_HOME) && ln -sf $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 install: sync $(DBT_MANIFEST)
 
@@ -73,7 +74,7 @@ test: lint
 
 dev: install
 	@echo "Dagster UI: http://127.0.0.1:$(DEV_PORT)  (webserver and daemon on the same instance; Ctrl-C stops both)"
-	$(UV) run dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
+	$(UV) run dg dev -h 127.0.0.1 -p $(DEV_PORT)
 
 api: install
 	$(UV) run python -m imdb_api --port $(API_PORT) --new-reader-key "make api $$(date +%FT%T)"
@@ -98,4 +99,4 @@ db-stop: install
 	$(UV) run imdb db-stop
 
 clean: db-stop
-	rm -rf data .dagster_home
+	rm -rf data storage .nux

@@ -42,6 +42,13 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium on this machine: install Debian's `chromium` package (.ci/run does)"
 )
 
+RUN_LOGS = """query ($runId: ID!) {
+  logsForRun(runId: $runId) { ... on EventConnection { events { ... on MessageEvent { message } } } }
+}"""
+CHECK_EXECUTIONS = """query ($assetKey: AssetKeyInput!, $checkName: String!) {
+  assetCheckExecutions(assetKey: $assetKey, checkName: $checkName, limit: 1) { runId status }
+}"""
+
 # Boxes of the rendered graph, in SVG coordinates: asset nodes (with the text of their card, kinds included),
 # group outlines (with their header's name) and edges (first and last point of each path).
 READ_GRAPH = """() => {
@@ -275,6 +282,23 @@ def test_a_user_browses_lineage_materializes_and_recovers_a_failed_run_in_the_ui
     page.get_by_text("Twin Hearts II", exact=True).first.wait_for()
     assert body.get_by_text("table_size", exact=True).first.is_visible()
     shown_description(page, AssetKey(["imdb_marts", "titles"]))  # from dbt's docs
+
+    # No metadata row reads like an error (dagster-dbt's project object once showed as "(unserializable)").
+    assert body.get_by_text("unserializable").count() == 0
+
+    # "Materialize all" again, nothing changed: no model is rebuilt, and every check is evaluated again, not left
+    # "Skipped", with no warning about outputs the step did not yield.
+    user.open("/asset-groups")
+    again = user.launch("Materialize all")
+    dev.wait_for_run(again, timeout=900)
+    messages = [e.get("message") or "" for e in dev.graphql(RUN_LOGS, runId=again)["logsForRun"]["events"]]
+    assert not [m for m in messages if "did not yield or return expected outputs" in m]
+    assert any("Up to date, not rebuilt (their tests run)" in m for m in messages)
+    for check in GRAPH.asset_check_keys:
+        executions = dev.graphql(CHECK_EXECUTIONS, assetKey={"path": list(check.asset_key.path)}, checkName=check.name)[
+            "assetCheckExecutions"
+        ]
+        assert (executions[0]["runId"], executions[0]["status"]) == (again, "SUCCEEDED"), check
 
     # One asset from its page, against a mirror that refuses the file: the run fails, saying why.
     new_ratings = [r | {"average_rating": "9.9"} if r["tconst"] == "tt0000001" else r for r in WORLD["title.ratings"]]
