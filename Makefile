@@ -64,10 +64,14 @@ psql: install
 demo: install
 	$(UV) run python -m imdb_dev.demo --rows $(DEMO_ROWS)
 
+# sqlfluff runs through imdb_dev.lint_sql, which gives the dbt templater a throwaway PostgreSQL to connect to. `dg check
+# defs` loads the definitions with the project's dagster.yaml, on the platform's database as `make dev` does.
 lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
+	$(UV) run python -m imdb_dev.lint_sql lint dbt_project
+	$(UV) run dg check defs
 
 test: lint
 	$(UV) run pytest -n $(TEST_WORKERS) --dist loadscope

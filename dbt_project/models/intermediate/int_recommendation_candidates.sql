@@ -4,7 +4,7 @@ with blocks as (
     select tconst, recommended_tconst, shared_directors_writers, shared_cast
     from {{ ref('int_recommendation_people_pairs') }}
     union all
-    select tconst, recommended_tconst, 0, 0
+    select tconst, recommended_tconst, 0 as shared_directors_writers, 0 as shared_cast
     from {{ ref('int_recommendation_genre_pairs') }}
 )
 

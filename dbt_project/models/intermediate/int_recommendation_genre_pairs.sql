@@ -13,7 +13,7 @@ popular_in_genre as (
     select
         genre,
         tconst,
-        row_number() over (partition by genre order by num_votes desc, tconst) as popularity
+        row_number() over (partition by genre order by num_votes desc, tconst asc) as popularity
     from eligible_genres
 )
 

@@ -13,4 +13,4 @@ select
     total_credits,
     to_tsvector('simple', coalesce(imdb_marts.search_text(primary_name), '')) as document
 from {{ ref('people') }}
-order by total_credits desc, nconst
+order by total_credits desc, nconst asc

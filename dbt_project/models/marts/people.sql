@@ -12,11 +12,11 @@ with credited as (
     select tconst, nconst, coalesce(category, 'unknown') as category
     from {{ ref('stg_imdb__title_principals') }}
     union all
-    select crew.tconst, director.nconst, 'director'
+    select crew.tconst, director.nconst, 'director' as category
     from {{ ref('stg_imdb__title_crew') }} as crew
     cross join lateral unnest(crew.directors) as director (nconst)
     union all
-    select crew.tconst, writer.nconst, 'writer'
+    select crew.tconst, writer.nconst, 'writer' as category
     from {{ ref('stg_imdb__title_crew') }} as crew
     cross join lateral unnest(crew.writers) as writer (nconst)
 ),

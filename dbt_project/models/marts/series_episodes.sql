@@ -21,7 +21,7 @@ with episodes as (
 )
 
 select
-    episodes.*,
+    *,
     count(*) over season as season_episodes,
     count(average_rating) over season as season_rated_episodes,
     round(avg(average_rating) over season, 2) as season_average_rating,

@@ -17,7 +17,7 @@ credits as (
     select tconst, nconst, coalesce(category, 'unknown') as category, ordering, true as in_principals, false as in_crew
     from {{ ref('stg_imdb__title_principals') }}
     union all
-    select tconst, nconst, category, null, false, true
+    select tconst, nconst, category, null as ordering, false as in_principals, true as in_crew
     from crew_credits
 )
 

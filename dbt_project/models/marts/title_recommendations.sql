@@ -12,7 +12,7 @@ with ranked as (
     select
         *,
         row_number() over (
-            partition by tconst order by score desc, recommended_num_votes desc, recommended_tconst
+            partition by tconst order by score desc, recommended_num_votes desc, recommended_tconst asc
         ) as rank
     from {{ ref('int_recommendation_scores') }}
 )

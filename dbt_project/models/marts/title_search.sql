@@ -17,9 +17,11 @@ select
     basics.start_year,
     ratings.num_votes,
     setweight(to_tsvector('simple', coalesce(imdb_marts.search_text(basics.primary_title), '')), 'A')
-    || setweight(to_tsvector('simple', concat_ws(' ', imdb_marts.search_text(basics.original_title), aka_texts.akas)), 'B')
+    || setweight(
+        to_tsvector('simple', concat_ws(' ', imdb_marts.search_text(basics.original_title), aka_texts.akas)), 'B'
+    )
         as document
 from {{ ref('stg_imdb__title_basics') }} as basics
 left join {{ ref('stg_imdb__title_ratings') }} as ratings on ratings.tconst = basics.tconst
 left join {{ ref('int_title_aka_texts') }} as aka_texts on aka_texts.tconst = basics.tconst
-order by ratings.num_votes desc nulls last, basics.tconst
+order by ratings.num_votes desc nulls last, basics.tconst asc

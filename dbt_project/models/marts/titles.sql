@@ -13,7 +13,7 @@ with crew_credits as (
     from {{ ref('stg_imdb__title_crew') }} as crew
     cross join lateral unnest(crew.directors) with ordinality as director (nconst, position)
     union all
-    select crew.tconst, 'writer', writer.nconst, writer.position
+    select crew.tconst, 'writer' as role, writer.nconst, writer.position
     from {{ ref('stg_imdb__title_crew') }} as crew
     cross join lateral unnest(crew.writers) with ordinality as writer (nconst, position)
 ),
@@ -21,11 +21,11 @@ with crew_credits as (
 crew_names as (
     select
         credit.tconst,
-        array_agg(names.primary_name order by credit.position) filter (where credit.role = 'director')
+        array_agg(people.primary_name order by credit.position) filter (where credit.role = 'director')
             as director_names,
-        array_agg(names.primary_name order by credit.position) filter (where credit.role = 'writer') as writer_names
+        array_agg(people.primary_name order by credit.position) filter (where credit.role = 'writer') as writer_names
     from crew_credits as credit
-    inner join {{ ref('stg_imdb__name_basics') }} as names on names.nconst = credit.nconst
+    inner join {{ ref('stg_imdb__name_basics') }} as people on people.nconst = credit.nconst
     group by credit.tconst
 )
 
