@@ -16,8 +16,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from imdb_api import database, models, queries
+from imdb_api import database, queries
 from imdb_api.auth import KeyChecker
+from imdb_api.common import errors
 from imdb_api.errors import ApiError, error_response, install
 from imdb_api.routers import admin, charts, datasets, health, names, search, titles
 from imdb_api.runs import Runs
@@ -115,9 +116,13 @@ def create_app(settings: platform_settings.Settings | None = None) -> FastAPI:
     )
     install(app)
     app.add_middleware(LimitRequestSize)
-    errors: dict[int | str, dict[str, Any]] = {
-        status: {"model": models.Error} for status in (400, 401, 403, 404, 422, 429, 503)
-    }
+    # What any route may answer: an unknown query parameter, the middleware's limits, an unexpected error.
+    any_route = errors(
+        400,
+        (413, f"The body is larger than {MAX_BODY} bytes."),
+        (414, f"The URL is longer than {MAX_QUERY_STRING} characters."),
+        500,
+    )
     for router in ROUTERS:
-        app.include_router(router, dependencies=[Depends(reject_unknown_parameters)], responses=errors)
+        app.include_router(router, dependencies=[Depends(reject_unknown_parameters)], responses=any_route)
     return app

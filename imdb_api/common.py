@@ -1,14 +1,16 @@
-"""What the routers share: parameter types, the key dependencies, reads from the pool, JSON answers and cursors."""
+"""What the routers share: parameter types, the key dependencies, reads from the pool, JSON answers, cursors, and
+the error statuses a route documents in OpenAPI."""
 
 from __future__ import annotations
 
 import base64
 import json
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request, Response
 
+from imdb_api import models
 from imdb_api.auth import Caller, require
 from imdb_api.errors import ApiError
 
@@ -25,6 +27,44 @@ Cursor = Annotated[str | None, Query(max_length=200)]
 reader_key = Depends(require("read"))
 Operator = Annotated[Caller, Depends(require("operate"))]
 Admin = Annotated[Caller, Depends(require("manage_keys"))]
+
+# What each error status means, as /docs shows it; every error has the body of models.Error.
+ERROR_MEANINGS = {
+    400: "A query parameter the route does not take.",
+    401: "No API key, or an unknown, expired or revoked one.",
+    403: "The key's role may not do this.",
+    404: "Nothing has this id.",
+    422: "A parameter is not valid.",
+    429: "The key is over its rate limit.",
+    500: "An unexpected error, logged by the API.",
+    503: "The database is busy, slow or unavailable, or the data is not loaded yet.",
+}
+# The headers those answers always carry.
+ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Always `Bearer`.", "required": True, "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "description": "Seconds until the key may ask again.",
+            "required": True,
+            "schema": {"type": "integer"},
+        }
+    },
+}
+# What every route that needs a key may answer: the key is checked against the database, and rate-limited.
+KEYED_ROUTE_ERRORS = (401, 429, 503)
+BAD_CURSOR = (400, "A query parameter the route does not take, or a cursor not made by this route.")
+
+
+def errors(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI's ``responses`` for these error statuses: a status, or a status and what it means on this route
+    where the general meaning is too vague."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for entry in statuses:
+        status, meaning = entry if isinstance(entry, tuple) else (entry, ERROR_MEANINGS[entry])
+        documented[status] = {"model": models.Error, "description": meaning} | (
+            {"headers": ERROR_HEADERS[status]} if status in ERROR_HEADERS else {}
+        )
+    return documented
 
 
 def json_response(body: str | bytes, status: int = 200) -> Response:

@@ -11,15 +11,17 @@ from pydantic import BaseModel, Field
 
 from imdb_api import keys, models
 from imdb_api.auth import audit
-from imdb_api.common import Admin, Operator, fetch_all, fetch_one
+from imdb_api.common import KEYED_ROUTE_ERRORS, Admin, Operator, errors, fetch_all, fetch_one
 from imdb_api.errors import ApiError
 from imdb_api.runs import DagsterUnavailable
 from imdb_assets.catalog import BY_STEM
 from imdb_assets.database import one_row
 
 RUN_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+DAGSTER_DOWN = (503, "The database is busy or unavailable, or Dagster is not reachable.")
+UNREADABLE_BODY = (400, "A query parameter the route does not take, or a body that is not text.")
 
-router = APIRouter()
+router = APIRouter(responses=errors(*KEYED_ROUTE_ERRORS, 403))
 
 
 class RefreshRequest(BaseModel):
@@ -42,6 +44,9 @@ class NewKey(BaseModel):
     status_code=202,
     summary="Launch imdb_refresh (operator)",
     response_model=models.RunLaunched,
+    responses=errors(
+        UNREADABLE_BODY, (422, "The body is not valid, or names a file IMDb does not publish."), DAGSTER_DOWN
+    ),
 )
 async def refresh(request: Request, caller: Operator, body: Annotated[RefreshRequest | None, Body()] = None) -> dict:
     files = (body.files if body else []) or []
@@ -59,7 +64,11 @@ async def refresh(request: Request, caller: Operator, body: Annotated[RefreshReq
 
 
 @router.get(
-    "/v1/runs/{run_id}", tags=["operations"], summary="A run's status (operator)", response_model=models.RunStatus
+    "/v1/runs/{run_id}",
+    tags=["operations"],
+    summary="A run's status (operator)",
+    response_model=models.RunStatus,
+    responses=errors((404, "Dagster knows no run with this id."), 422, DAGSTER_DOWN),
 )
 async def run_status(request: Request, caller: Operator, run_id: Annotated[str, Path(pattern=RUN_ID)]) -> dict:
     try:
@@ -78,6 +87,7 @@ async def run_status(request: Request, caller: Operator, run_id: Annotated[str, 
     status_code=201,
     summary="Make a key, shown only here (admin)",
     response_model=models.NewKeyCreated,
+    responses=errors(UNREADABLE_BODY, (422, "The body is not valid.")),
 )
 async def create_key(request: Request, caller: Admin, body: NewKey) -> dict:
     secret = keys.new_secret()
@@ -112,7 +122,13 @@ async def list_keys(request: Request, caller: Admin) -> dict:
     return {"items": [keys.KeyInfo(*row).public() for row in rows]}
 
 
-@router.delete("/v1/keys/{key_id}", tags=["keys"], summary="Revoke a key (admin)", response_model=models.KeyInfo)
+@router.delete(
+    "/v1/keys/{key_id}",
+    tags=["keys"],
+    summary="Revoke a key (admin)",
+    response_model=models.KeyInfo,
+    responses=errors((404, "No key has this id."), 422),
+)
 async def revoke_key(request: Request, caller: Admin, key_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict:
     row = await fetch_one(request, keys.REVOKE_KEY, (key_id,))
     await audit(request, caller, "revoke_key", {"key_id": key_id}, "ok" if row else "not found")

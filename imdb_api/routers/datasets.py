@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from imdb_api import models, queries
-from imdb_api.common import fetch_all, reader_key
+from imdb_api.common import KEYED_ROUTE_ERRORS, errors, fetch_all, reader_key
 from imdb_assets.catalog import DATASETS
 
-router = APIRouter(tags=["datasets"], dependencies=[reader_key])
+router = APIRouter(tags=["datasets"], dependencies=[reader_key], responses=errors(*KEYED_ROUTE_ERRORS))
 
 
 @router.get(

@@ -7,7 +7,7 @@ import psycopg_pool
 from fastapi import APIRouter, Request, Response
 
 from imdb_api import queries
-from imdb_api.common import fetch_one, json_response
+from imdb_api.common import errors, fetch_one, json_response
 from imdb_api.errors import error_response
 from imdb_assets.catalog import DATASETS
 from imdb_assets.database import one_row
@@ -26,7 +26,11 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers and the data is loaded (no key needed)")
+@router.get(
+    "/readyz",
+    summary="The database answers and the data is loaded (no key needed)",
+    responses=errors((503, "The database does not answer, or a table or mart is not loaded yet.")),
+)
 async def readyz(request: Request) -> Response:
     try:
         missing = one_row(await fetch_one(request, queries.READY, (REQUIRED_RELATIONS,)))[0]

@@ -6,26 +6,33 @@ from fastapi import APIRouter, Request, Response
 
 from imdb_api import models, queries
 from imdb_api.common import (
+    BAD_CURSOR,
+    KEYED_ROUTE_ERRORS,
     Cursor,
     Limit,
     Nconst,
     decode_cursor,
+    errors,
     found_or_404,
     page_response,
     reader_key,
     rows_if_found,
 )
 
-router = APIRouter(tags=["names"], dependencies=[reader_key])
+router = APIRouter(tags=["names"], dependencies=[reader_key], responses=errors(*KEYED_ROUTE_ERRORS))
+NO_PERSON = (404, "No person has this id.")
 
 
-@router.get("/v1/names/{nconst}", summary="A person", response_model=models.Person)
+@router.get("/v1/names/{nconst}", summary="A person", response_model=models.Person, responses=errors(NO_PERSON, 422))
 async def person(request: Request, nconst: Nconst) -> Response:
     return await found_or_404(request, queries.PERSON, nconst, "person")
 
 
 @router.get(
-    "/v1/names/{nconst}/filmography", summary="A person's credits", response_model=models.Page[models.FilmographyEntry]
+    "/v1/names/{nconst}/filmography",
+    summary="A person's credits",
+    response_model=models.Page[models.FilmographyEntry],
+    responses=errors(BAD_CURSOR, NO_PERSON, 422),
 )
 async def filmography(request: Request, nconst: Nconst, limit: Limit = 50, cursor: Cursor = None) -> Response:
     after = decode_cursor(cursor, (int, str, str))

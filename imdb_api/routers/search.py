@@ -8,13 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from imdb_api import models, queries
-from imdb_api.common import Limit, fetch_all, items_response, reader_key
+from imdb_api.common import KEYED_ROUTE_ERRORS, Limit, errors, fetch_all, items_response, reader_key
 from imdb_api.errors import ApiError
 
 SEARCHES = {"titles": (queries.SEARCH_RATED_TITLES, queries.SEARCH_TITLES), "names": (None, queries.SEARCH_NAMES)}
 Text = Annotated[str, Query(min_length=1, max_length=200)]
 
-router = APIRouter(tags=["search"], dependencies=[reader_key])
+router = APIRouter(
+    tags=["search"],
+    dependencies=[reader_key],
+    responses=errors(*KEYED_ROUTE_ERRORS, (422, "A parameter is not valid, or q has no letter or digit.")),
+)
 
 
 @router.get("/v1/search/titles", summary="Titles by words of any name", response_model=models.Items[models.TitleHit])

@@ -8,12 +8,15 @@ from fastapi import APIRouter, Query, Request, Response
 
 from imdb_api import models, queries
 from imdb_api.common import (
+    BAD_CURSOR,
+    KEYED_ROUTE_ERRORS,
     WORD,
     Cursor,
     Limit,
     Tconst,
     Year,
     decode_cursor,
+    errors,
     fetch_all,
     found_or_404,
     items_response,
@@ -23,15 +26,21 @@ from imdb_api.common import (
 )
 from imdb_api.errors import ApiError
 
-router = APIRouter(tags=["titles"], dependencies=[reader_key])
+router = APIRouter(tags=["titles"], dependencies=[reader_key], responses=errors(*KEYED_ROUTE_ERRORS))
+A_TITLE_ERRORS = errors((404, "No title has this id."), 422)
 
 
-@router.get("/v1/titles/{tconst}", summary="A title", response_model=models.Title)
+@router.get("/v1/titles/{tconst}", summary="A title", response_model=models.Title, responses=A_TITLE_ERRORS)
 async def title(request: Request, tconst: Tconst) -> Response:
     return await found_or_404(request, queries.TITLE, tconst, "title")
 
 
-@router.get("/v1/titles", summary="Titles by filter, paged by key", response_model=models.Page[models.TitleSummary])
+@router.get(
+    "/v1/titles",
+    summary="Titles by filter, paged by key",
+    response_model=models.Page[models.TitleSummary],
+    responses=errors(BAD_CURSOR, 422),
+)
 async def titles(
     request: Request,
     type: Annotated[str | None, Query(pattern=WORD, description="movie, tvSeries, ...")] = None,
@@ -60,24 +69,44 @@ async def titles(
     return page_response(rows, limit, lambda last: (sort, str(last[1]), last[2]))
 
 
-@router.get("/v1/titles/{tconst}/credits", summary="Who worked on it", response_model=models.Items[models.Credit])
+@router.get(
+    "/v1/titles/{tconst}/credits",
+    summary="Who worked on it",
+    response_model=models.Items[models.Credit],
+    responses=A_TITLE_ERRORS,
+)
 async def credits(
     request: Request, tconst: Tconst, category: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None
 ) -> Response:
     return await _title_items(request, tconst, queries.CREDITS, (tconst, category, category))
 
 
-@router.get("/v1/titles/{tconst}/akas", summary="Its other titles", response_model=models.Items[models.Aka])
+@router.get(
+    "/v1/titles/{tconst}/akas",
+    summary="Its other titles",
+    response_model=models.Items[models.Aka],
+    responses=A_TITLE_ERRORS,
+)
 async def akas(request: Request, tconst: Tconst) -> Response:
     return await _title_items(request, tconst, queries.AKAS, (tconst,))
 
 
-@router.get("/v1/titles/{tconst}/similar", summary="Recommendations", response_model=models.Items[models.Similar])
+@router.get(
+    "/v1/titles/{tconst}/similar",
+    summary="Recommendations",
+    response_model=models.Items[models.Similar],
+    responses=A_TITLE_ERRORS,
+)
 async def similar(request: Request, tconst: Tconst) -> Response:
     return await _title_items(request, tconst, queries.SIMILAR, (tconst,))
 
 
-@router.get("/v1/titles/{tconst}/episodes", summary="A series' episodes", response_model=models.Items[models.Episode])
+@router.get(
+    "/v1/titles/{tconst}/episodes",
+    summary="A series' episodes",
+    response_model=models.Items[models.Episode],
+    responses=A_TITLE_ERRORS,
+)
 async def episodes(
     request: Request, tconst: Tconst, season: Annotated[int | None, Query(ge=0, le=100_000)] = None
 ) -> Response:
