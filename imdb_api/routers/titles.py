@@ -1,0 +1,118 @@
+"""A title, titles by filter (paged by key), and a title's lists: credits, akas, recommendations, episodes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from imdb_api import models, queries
+from imdb_api.common import (
+    BAD_CURSOR,
+    KEYED_ROUTE_ERRORS,
+    WORD,
+    Cursor,
+    Limit,
+    Tconst,
+    Year,
+    decode_cursor,
+    errors,
+    fetch_all,
+    found_or_404,
+    items_response,
+    page_response,
+    reader_key,
+    rows_if_found,
+)
+from imdb_api.errors import ApiError
+
+router = APIRouter(tags=["titles"], dependencies=[reader_key], responses=errors(*KEYED_ROUTE_ERRORS))
+A_TITLE_ERRORS = errors((404, "No title has this id."), 422)
+
+
+@router.get("/v1/titles/{tconst}", summary="A title", response_model=models.Title, responses=A_TITLE_ERRORS)
+async def title(request: Request, tconst: Tconst) -> Response:
+    return await found_or_404(request, queries.TITLE, tconst, "title")
+
+
+@router.get(
+    "/v1/titles",
+    summary="Titles by filter, paged by key",
+    response_model=models.Page[models.TitleSummary],
+    responses=errors(BAD_CURSOR, 422),
+)
+async def titles(
+    request: Request,
+    type: Annotated[str | None, Query(pattern=WORD, description="movie, tvSeries, ...")] = None,
+    genre: Annotated[str | None, Query(pattern=WORD)] = None,
+    year_from: Year = None,
+    year_to: Year = None,
+    min_votes: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
+    sort: Literal["votes", "rating", "year"] = "votes",
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Response:
+    after = decode_cursor(cursor, (str, str, str))
+    if after and after[0] != sort:
+        raise ApiError(400, f"the cursor belongs to sort={after[0]}, not sort={sort}")
+    params = {
+        "type": type,
+        "genre": genre,
+        "year_from": year_from,
+        "year_to": year_to,
+        "min_votes": min_votes,
+        "after_key": after[1] if after else None,
+        "after_tconst": after[2] if after else None,
+        "fetch": limit + 1,
+    }
+    rows = await fetch_all(request, queries.titles_page(sort, after=after is not None), params)
+    return page_response(rows, limit, lambda last: (sort, str(last[1]), last[2]))
+
+
+@router.get(
+    "/v1/titles/{tconst}/credits",
+    summary="Who worked on it",
+    response_model=models.Items[models.Credit],
+    responses=A_TITLE_ERRORS,
+)
+async def credits(
+    request: Request, tconst: Tconst, category: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None
+) -> Response:
+    return await _title_items(request, tconst, queries.CREDITS, (tconst, category, category))
+
+
+@router.get(
+    "/v1/titles/{tconst}/akas",
+    summary="Its other titles",
+    response_model=models.Items[models.Aka],
+    responses=A_TITLE_ERRORS,
+)
+async def akas(request: Request, tconst: Tconst) -> Response:
+    return await _title_items(request, tconst, queries.AKAS, (tconst,))
+
+
+@router.get(
+    "/v1/titles/{tconst}/similar",
+    summary="Recommendations",
+    response_model=models.Items[models.Similar],
+    responses=A_TITLE_ERRORS,
+)
+async def similar(request: Request, tconst: Tconst) -> Response:
+    return await _title_items(request, tconst, queries.SIMILAR, (tconst,))
+
+
+@router.get(
+    "/v1/titles/{tconst}/episodes",
+    summary="A series' episodes",
+    response_model=models.Items[models.Episode],
+    responses=A_TITLE_ERRORS,
+)
+async def episodes(
+    request: Request, tconst: Tconst, season: Annotated[int | None, Query(ge=0, le=100_000)] = None
+) -> Response:
+    return await _title_items(request, tconst, queries.EPISODES, (tconst, season, season))
+
+
+async def _title_items(request: Request, tconst: str, statement: str, params) -> Response:
+    rows = await rows_if_found(request, queries.TITLE_EXISTS, tconst, "title", statement, params)
+    return items_response([row[0] for row in rows])
