@@ -135,3 +135,24 @@ def test_dagster_job_execute_refuses_a_stale_manifest_before_building_anything(t
     assert f"{copy / 'dbt_project'} changed since its manifest was prepared" in output, output[-3000:]
     assert "run `make prepare`" in output
     assert not (tmp_path / "data").exists()  # no server started, nothing downloaded or built
+
+
+def test_imdb_psql_opens_the_embedded_database_with_the_psql_it_ships(tmp_path):
+    data_dir = tmp_path / "data"
+    env = {"PATH": "/usr/bin:/bin", "IMDB_DATA_DIR": str(data_dir)}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "imdb_assets.cli", "psql", "-tAc", "select current_database(), current_user"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "imdb|postgres"
+        url = subprocess.run(
+            [sys.executable, "-m", "imdb_assets.cli", "url"], env=env, capture_output=True, text=True, check=True
+        )
+        assert url.stdout.strip() == f"postgresql://postgres:@/imdb?host={data_dir / 'postgres'}"
+    finally:
+        subprocess.run([sys.executable, "-m", "imdb_assets.cli", "db-stop"], env=env, check=True, timeout=120)
