@@ -22,7 +22,7 @@ from imdb_api import keys, models
 from imdb_api.database import API_ROLE, check_read_only, ensure_api_tables
 from tests.api_server import ApiServer, new_key
 from tests.conftest import Platform, drop_database, fresh_database
-from tests.dagster_dev import DagsterDev, clean_env, fresh_home, platform_env
+from tests.dagster_dev import DagsterDev, clean_env, free_port, fresh_home, platform_env
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
 from tests.stock_server import PASSWORD as STOCK_PASSWORD
@@ -49,6 +49,8 @@ def api_env(db_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
         "IMDB_DATA_DIR": str(data_dir),
         "IMDB_API_RATE_LIMIT": f"{RATE_LIMIT}/minute",
         "IMDB_API_KEY_CACHE_SECONDS": "0",
+        # Nothing listens there: a refresh is a clear 503, never a run on a Dagster that happens to be on :3000.
+        "IMDB_DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
         **settings,
     }
 
@@ -395,6 +397,8 @@ def test_roles_allow_and_refuse(api_world: ApiWorld) -> None:
         assert operator.get("/v1/keys").status_code == 403
         # Allowed, but Dagster is not running behind this API: a clear 503, and still audited.
         response = operator.post("/v1/refresh", json={"files": ["title.ratings"]})
+        assert response.status_code == 503 and "Dagster" in response.json()["error"]["message"]
+        response = operator.get("/v1/runs/00000000-0000-0000-0000-000000000000")
         assert response.status_code == 503 and "Dagster" in response.json()["error"]["message"]
         assert operator.post("/v1/refresh", json={"files": ["title.nonsense"]}).status_code == 422
         assert operator.post("/v1/refresh", json={"everything": True}).status_code == 422
