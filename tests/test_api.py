@@ -19,6 +19,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from imdb_api import keys, models
+from imdb_api.common import encode_cursor
 from imdb_api.database import API_ROLE, check_read_only, ensure_api_tables
 from tests.api_server import ApiServer, new_key
 from tests.conftest import Platform, drop_database, fresh_database
@@ -274,12 +275,20 @@ def test_answers_match_the_models_openapi_documents(api_world: ApiWorld, reader)
         ("/v1/titles?limit=-1", 422),
         ("/v1/titles?sort=name", 422),
         ("/v1/titles?cursor=%22%3B%20DROP%20TABLE%20x", 400),
+        # Cursors of the right shape that this API did not make: a key that is no number, one holding NUL, a rating
+        # beyond numeric's range, a year beyond integer's, a tconst holding NUL.
+        ("/v1/titles?cursor=" + encode_cursor("votes", "abc", "tt0000001"), 400),
+        ("/v1/titles?cursor=" + encode_cursor("votes", "1\0", "tt0000001"), 400),
+        ("/v1/titles?sort=rating&cursor=" + encode_cursor("rating", "1e999999", "tt0000001"), 400),
+        ("/v1/names/nm0000001/filmography?cursor=" + encode_cursor(99999999999, "tt0000001", "actor"), 400),
+        ("/v1/names/nm0000001/filmography?cursor=" + encode_cursor(2000, "tt\x000000001", "actor"), 400),
         ("/v1/titles?genre=Drama';--", 422),
         ("/v1/titles?year_from=abc", 422),
         ("/v1/titles?frobnicate=1", 400),
         ("/v1/search/titles?q=", 422),
         ("/v1/search/titles?q=%27%3B%20DROP%20TABLE%20imdb.title_basics%3B%20--", 200),
         ("/v1/search/titles?q=%21%26%7C%3A%2A%28%29", 422),
+        ("/v1/search/names?q=ada%00", 422),
         ("/v1/search/titles?q=" + "a" * 5000, 414),
         ("/v1/runs/not-a-run", 403),
         ("/v1/nothing-here", 404),
@@ -403,6 +412,8 @@ def test_roles_allow_and_refuse(api_world: ApiWorld) -> None:
         assert operator.post("/v1/refresh", json={"files": ["title.nonsense"]}).status_code == 422
         assert operator.post("/v1/refresh", json={"everything": True}).status_code == 422
     with api_world.client("admin") as admin:
+        # NUL, which PostgreSQL's text cannot hold.
+        assert admin.post("/v1/keys", json={"name": "nul\0", "role": "reader"}).status_code == 422
         made = admin.post("/v1/keys", json={"name": "carol", "role": "reader", "expires_in_days": 1})
         assert made.status_code == 201
         carol = made.json()
