@@ -328,6 +328,22 @@ def test_a_url_over_2048_characters_gets_a_documented_414(api_world: ApiWorld) -
             assert too_long["content"]["application/json"]["schema"]["$ref"].endswith("/Error"), (method, path)
 
 
+def test_a_body_over_16_kib_gets_a_413_whether_its_length_is_given_or_not(api_world: ApiWorld) -> None:
+    """A body of a declared length is refused before it is read; a chunked one, as soon as it passes the limit."""
+
+    def chunked():
+        yield b'{"name": "'
+        for _ in range(100):
+            yield b"x" * 10_000
+        yield b'", "role": "reader"}'
+
+    with api_world.client("admin") as admin:
+        for content in (b"x" * 20_000, chunked()):
+            response = admin.post("/v1/keys", content=content, headers={"Content-Type": "application/json"})
+            assert response.status_code == 413, response.text
+            assert models.Error.model_validate(response.json()).error.message.startswith("the body is larger")
+
+
 # Every status each route documents in /openapi.json: exactly those it can answer. Any route may answer 400 (an
 # unknown query parameter), 413, 414 (the middleware's limits) and 500; one that needs a key, 401, 429 and 503
 # (keys are checked in the database); 403 only where a reader's key is not enough, 404 only with an id in the
