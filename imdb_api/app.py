@@ -14,7 +14,8 @@ from typing import Any
 import psycopg_pool
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imdb_api import database, queries
 from imdb_api.auth import KeyChecker
@@ -58,7 +59,8 @@ def _query_parameters(dependant) -> set[str]:
 
 
 class LimitRequestSize:
-    """Answers 414 for an oversized query string and 413 for an oversized body before any route sees them."""
+    """Answers 414 for an oversized query string and 413 for an oversized body before any route sees them; a
+    chunked body, whose size no header gives, is counted as the route reads it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -68,11 +70,30 @@ class LimitRequestSize:
             if len(scope.get("query_string", b"")) > MAX_QUERY_STRING or len(scope["path"]) > MAX_QUERY_STRING:
                 await error_response(414, f"the URL is longer than {MAX_QUERY_STRING} characters")(scope, receive, send)
                 return
-            length = dict(scope["headers"]).get(b"content-length", b"0")
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length", b"0")
             if not length.isdigit() or int(length) > MAX_BODY:
                 await error_response(413, f"the body is larger than {MAX_BODY} bytes")(scope, receive, send)
                 return
+            if b"transfer-encoding" in headers:
+                receive = _at_most(MAX_BODY, receive)
         await self.app(scope, receive, send)
+
+
+def _at_most(limit: int, receive: Receive) -> Receive:
+    """``receive`` that raises a 413 once the body passes ``limit`` bytes: an HTTPException, which FastAPI lets
+    through its reading of the body to the handlers that answer it as JSON."""
+    received = 0
+
+    async def receive_at_most() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise HTTPException(413, f"the body is larger than {limit} bytes")
+        return message
+
+    return receive_at_most
 
 
 def create_app(settings: platform_settings.Settings | None = None) -> FastAPI:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -17,6 +18,10 @@ from imdb_api.errors import ApiError
 TCONST = r"^tt\d{7,10}$"
 NCONST = r"^nm\d{7,10}$"
 WORD = r"^[A-Za-z][A-Za-z-]{0,31}$"
+CATEGORY = r"^[a-z_]{1,32}$"
+# PostgreSQL's text cannot hold NUL: a string that reaches a query must not contain it.
+NO_NUL = r"^[^\x00]*$"
+CURSOR_NOT_VALID = "the cursor is not valid: pass next_cursor from the previous page unchanged"
 
 Tconst = Annotated[str, Path(pattern=TCONST, description="Title id, e.g. tt0111161.")]
 Nconst = Annotated[str, Path(pattern=NCONST, description="Person id, e.g. nm0000151.")]
@@ -89,17 +94,29 @@ def encode_cursor(*values) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, shape: tuple[type, ...]) -> list | None:
-    """The values a cursor carries, checked against ``shape``; a cursor that was not made by this API is a 400."""
+def decode_cursor(cursor: str | None, shape: tuple[Callable[[object], bool], ...]) -> list | None:
+    """The values a cursor carries, each accepted by its check in ``shape``: a cursor this API did not make is a
+    400, before its values reach a query that could not take them (a 500)."""
     if cursor is None:
         return None
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(values, list) and len(values) == len(shape) and all(map(isinstance, values, shape)):
+        # zip(strict=True) raises ValueError, a 400, for a cursor of another length.
+        if isinstance(values, list) and all(ok(value) for ok, value in zip(shape, values, strict=True)):
             return values
     except ValueError:
         pass
-    raise ApiError(400, "the cursor is not valid: pass next_cursor from the previous page unchanged")
+    raise ApiError(400, CURSOR_NOT_VALID)
+
+
+def matching(pattern: str) -> Callable[[object], bool]:
+    """A cursor value's check: a string that ``pattern`` matches whole."""
+    return lambda value: isinstance(value, str) and re.fullmatch(pattern, value) is not None
+
+
+def is_int4(value: object) -> bool:
+    """A cursor value's check: an integer that PostgreSQL's integer holds."""
+    return type(value) is int and -(2**31) <= value < 2**31
 
 
 async def fetch_all(request: Request, statement: str, params) -> list[tuple]:

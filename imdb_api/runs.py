@@ -63,17 +63,24 @@ class Runs:
         try:
             return self._call(self.client.get_run_status, run_id).value
         except DagsterGraphQLClientError as error:
-            if "NotFound" in str(error):
+            # Dagster's own answer names its GraphQL type first: RunNotFoundError for an unknown id.
+            if error.args and str(error.args[0]).endswith("NotFoundError"):
                 return None
             raise
 
     def _call(self, method, *args, **kwargs):
+        """``method`` of the client; DagsterUnavailable when Dagster cannot be reached or answers a 5xx. What the
+        client wraps as the cause tells, not its message: that quotes the whole query, whose type names include
+        "Connection" and "NotFound" whatever happened."""
         from dagster_graphql import DagsterGraphQLClientError
+        from gql.transport.exceptions import TransportConnectionFailed, TransportServerError
+        from requests import RequestException
 
         try:
             return method(*args, **kwargs)
         except DagsterGraphQLClientError as error:
-            if "connect" in str(error).lower():
+            cause = error.__cause__
+            if isinstance(cause, TransportConnectionFailed | TransportServerError | RequestException | OSError):
                 raise DagsterUnavailable(f"Dagster is not reachable at {self.url}") from error
             raise
         except OSError as error:

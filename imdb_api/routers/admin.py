@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from imdb_api import keys, models
 from imdb_api.auth import audit
-from imdb_api.common import KEYED_ROUTE_ERRORS, Admin, Operator, errors, fetch_all, fetch_one
+from imdb_api.common import KEYED_ROUTE_ERRORS, NO_NUL, Admin, Operator, errors, fetch_all, fetch_one
 from imdb_api.errors import ApiError
 from imdb_api.runs import DagsterUnavailable
 from imdb_assets.catalog import BY_STEM
@@ -31,7 +31,7 @@ class RefreshRequest(BaseModel):
 
 
 class NewKey(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     role: Literal["reader", "operator", "admin"]
     expires_in_days: float | None = Field(default=None, gt=0, le=3650)
 

@@ -7,13 +7,17 @@ from fastapi import APIRouter, Request, Response
 from imdb_api import models, queries
 from imdb_api.common import (
     BAD_CURSOR,
+    CATEGORY,
     KEYED_ROUTE_ERRORS,
+    TCONST,
     Cursor,
     Limit,
     Nconst,
     decode_cursor,
     errors,
     found_or_404,
+    is_int4,
+    matching,
     page_response,
     reader_key,
     rows_if_found,
@@ -35,7 +39,7 @@ async def person(request: Request, nconst: Nconst) -> Response:
     responses=errors(BAD_CURSOR, NO_PERSON, 422),
 )
 async def filmography(request: Request, nconst: Nconst, limit: Limit = 50, cursor: Cursor = None) -> Response:
-    after = decode_cursor(cursor, (int, str, str))
+    after = decode_cursor(cursor, (is_int4, matching(TCONST), matching(CATEGORY)))
     params = {
         "nconst": nconst,
         "after_year": after[0] if after else None,

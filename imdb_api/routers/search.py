@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from imdb_api import models, queries
-from imdb_api.common import KEYED_ROUTE_ERRORS, Limit, errors, fetch_all, items_response, reader_key
+from imdb_api.common import KEYED_ROUTE_ERRORS, NO_NUL, Limit, errors, fetch_all, items_response, reader_key
 from imdb_api.errors import ApiError
 
 SEARCHES = {"titles": (queries.SEARCH_RATED_TITLES, queries.SEARCH_TITLES), "names": (None, queries.SEARCH_NAMES)}
-Text = Annotated[str, Query(min_length=1, max_length=200)]
+Text = Annotated[str, Query(min_length=1, max_length=200, pattern=NO_NUL)]
 
 router = APIRouter(
     tags=["search"],

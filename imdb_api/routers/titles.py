@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -9,7 +10,10 @@ from fastapi import APIRouter, Query, Request, Response
 from imdb_api import models, queries
 from imdb_api.common import (
     BAD_CURSOR,
+    CATEGORY,
+    CURSOR_NOT_VALID,
     KEYED_ROUTE_ERRORS,
+    TCONST,
     WORD,
     Cursor,
     Limit,
@@ -20,6 +24,7 @@ from imdb_api.common import (
     fetch_all,
     found_or_404,
     items_response,
+    matching,
     page_response,
     reader_key,
     rows_if_found,
@@ -28,6 +33,8 @@ from imdb_api.errors import ApiError
 
 router = APIRouter(tags=["titles"], dependencies=[reader_key], responses=errors(*KEYED_ROUTE_ERRORS))
 A_TITLE_ERRORS = errors((404, "No title has this id."), 422)
+# The key a cursor of each sort carries, as the query compares it: an integer, or a decimal rating.
+SORT_KEYS = {"votes": "[0-9]{1,9}", "year": "[0-9]{1,9}", "rating": r"[0-9]{1,9}(\.[0-9]{1,9})?"}
 
 
 @router.get("/v1/titles/{tconst}", summary="A title", response_model=models.Title, responses=A_TITLE_ERRORS)
@@ -52,9 +59,11 @@ async def titles(
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Response:
-    after = decode_cursor(cursor, (str, str, str))
+    after = decode_cursor(cursor, (matching("|".join(SORT_KEYS)), matching(SORT_KEYS["rating"]), matching(TCONST)))
     if after and after[0] != sort:
         raise ApiError(400, f"the cursor belongs to sort={after[0]}, not sort={sort}")
+    if after and not re.fullmatch(SORT_KEYS[sort], after[1]):
+        raise ApiError(400, CURSOR_NOT_VALID)
     params = {
         "type": type,
         "genre": genre,
@@ -76,7 +85,7 @@ async def titles(
     responses=A_TITLE_ERRORS,
 )
 async def credits(
-    request: Request, tconst: Tconst, category: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None
+    request: Request, tconst: Tconst, category: Annotated[str | None, Query(pattern=CATEGORY)] = None
 ) -> Response:
     return await _title_items(request, tconst, queries.CREDITS, (tconst, category, category))
 
