@@ -19,8 +19,9 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
 RUN uv sync --frozen --no-dev
-# Parse the dbt project now (dagster-dbt's preparation), so the services start from a ready manifest.
-RUN /opt/dagster/.venv/bin/dagster-dbt project prepare-and-package --file imdb_assets/dbt_project.py
+# Parse the dbt project now (dagster-dbt's preparation, and the record of what was parsed that the definitions
+# check), so the services start from a ready manifest.
+RUN /opt/dagster/.venv/bin/imdb prepare
 
 ENV PATH="/opt/dagster/.venv/bin:${PATH}" \
     DAGSTER_HOME=/opt/dagster/dagster_home \

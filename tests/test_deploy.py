@@ -18,7 +18,7 @@ import pytest
 import yaml
 from dagster_postgres import DagsterPostgresStorage
 
-from imdb_assets import settings
+from imdb_assets import cli, settings
 from imdb_assets.settings import DEFAULT_BASE_URL
 
 # The API's variables, which the API's service needs; the Dagster services need the others.
@@ -411,6 +411,16 @@ def test_dockerfile_builds_the_uv_environment(dockerfile: Dockerfile) -> None:
     venv = dockerfile.env.get("UV_PROJECT_ENVIRONMENT", posixpath.join(dockerfile.workdir, ".venv"))
     assert dockerfile.env["PATH"].split(":")[0] == f"{venv}/bin"
     assert dockerfile.env["IMDB_DATA_DIR"] == "/data"
+
+
+def test_the_image_prepares_the_dbt_project_as_the_definitions_require(dockerfile: Dockerfile) -> None:
+    """`imdb prepare`, after the project is copied in: the manifest, and the record of what it was parsed from
+    without which the definitions refuse to load."""
+    runs = dockerfile.args("RUN")
+    prepare = next(i for i, run in enumerate(runs) if run.endswith("/imdb prepare"))
+    assert prepare > max(i for i, run in enumerate(runs) if "uv sync" in run)
+    assert (ROOT / cli.PROJECT_MODULE).is_file()
+    assert "dbt_project/target" in (ROOT / ".dockerignore").read_text()  # parsed in the image, never copied in
 
 
 def test_dockerfile_puts_dagster_yaml_in_dagster_home(dockerfile: Dockerfile) -> None:
