@@ -119,6 +119,14 @@ def with_defaults(value: str) -> str:
     return INTERPOLATION.sub(substitute, value)
 
 
+def required_variable(value: str) -> str:
+    """The variable a compose value is made of when it is exactly ``${NAME:?message}``: compose refuses to start
+    without it, so it has no default."""
+    match = INTERPOLATION.fullmatch(value)
+    assert match and match["op"] == ":?", f"{value!r} is not a required variable"
+    return match["braced"]
+
+
 def named_volume_mounts(service: dict) -> dict[str, str]:
     """Container path -> named volume (short syntax ``name:/path[:mode]`` or long syntax)."""
     mounts = {}
@@ -317,7 +325,7 @@ def test_the_api_reaches_dagster_inside_the_network_and_the_database(services: d
     env = {key: with_defaults(value) for key, value in environment(api).items()}
     assert set(API_ENVIRONMENT) <= set(env)
     assert env["IMDB_DAGSTER_URL"] == "http://webserver:3000"
-    assert env["DATABASE_URL"] == environment(services["webserver"])["DATABASE_URL"]
+    assert environment(api)["DATABASE_URL"] == environment(services["webserver"])["DATABASE_URL"]
     assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert named_volume_mounts(api)[env["IMDB_DATA_DIR"]] == "imdb-data"
 
@@ -350,7 +358,7 @@ def test_postgres_healthcheck_and_volume(compose: dict, services: dict) -> None:
 def test_every_contract_variable_is_set(services: dict, name: str) -> None:
     env = {key: with_defaults(value) for key, value in environment(services[name]).items()}
     assert set(ENVIRONMENT) <= set(env), f"{name} misses {set(ENVIRONMENT) - set(env)}"
-    assert env["DATABASE_URL"] == "postgresql://imdb:imdb@postgres:5432/imdb"
+    assert env["DATABASE_URL"] == "postgresql://imdb:@postgres:5432/imdb"  # the password has no default
     assert env["IMDB_BASE_URL"] == DEFAULT_BASE_URL == "https://datasets.imdbws.com/"
     assert env["IMDB_DATA_DIR"] == "/data"
     assert float(env["IMDB_MAX_REJECT_FRACTION"]) == 0.001
@@ -379,14 +387,40 @@ def test_every_platform_variable_in_the_deployment_is_in_the_contract(services: 
 
 def test_database_url_points_at_the_postgres_service(services: dict) -> None:
     postgres_env = environment(services["postgres"])
-    for name in DAGSTER_SERVICES:
-        url = urlsplit(with_defaults(environment(services[name])["DATABASE_URL"]))
+    password_variable = required_variable(postgres_env["POSTGRES_PASSWORD"])
+    for name in (*DAGSTER_SERVICES, API):
+        raw_url = environment(services[name])["DATABASE_URL"]
+        url = urlsplit(with_defaults(raw_url))
         assert url.scheme in ("postgresql", "postgres")
         assert url.hostname == "postgres" and url.hostname in services
         assert url.port == 5432
         assert url.username == postgres_env["POSTGRES_USER"] == "imdb"
-        assert url.password == postgres_env["POSTGRES_PASSWORD"] == "imdb"
+        # The password is the server's, from the same required variable, and nothing else in the URL varies.
+        assert url.password == ""
+        assert [match[0] for match in INTERPOLATION.finditer(raw_url)] == [postgres_env["POSTGRES_PASSWORD"]]
+        assert password_variable == "POSTGRES_PASSWORD"
         assert url.path.lstrip("/") == postgres_env["POSTGRES_DB"] == "imdb"
+
+
+def test_postgres_is_published_on_the_host_loopback_only(services: dict) -> None:
+    """psql and pg_dump from the host reach it; other machines do not."""
+    ports = [with_defaults(str(port)) for port in services["postgres"]["ports"]]
+    assert ports == ["127.0.0.1:5432:5432"]
+
+
+def test_no_password_has_a_fixed_default(services: dict) -> None:
+    """A password comes from a required variable, or is generated when left empty (the API's role); a URL holds
+    no password of its own."""
+    for name, service in services.items():
+        for key, value in environment(service).items():
+            if value is None:
+                continue
+            if "PASSWORD" in key:
+                match = INTERPOLATION.fullmatch(value)
+                assert match and match["braced"] == key, (name, key, value)
+                assert match["op"] == ":?" or (match["op"] == ":-" and match["arg"] == ""), (name, key, value)
+            elif key.endswith("DATABASE_URL"):
+                assert not urlsplit(with_defaults(value)).password, (name, key, value)
 
 
 def test_code_server_keeps_the_data_dir_on_a_named_volume(compose: dict, services: dict) -> None:
