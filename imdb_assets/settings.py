@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     sensor_default_status: Literal["running", "stopped"] = Field(
         "stopped", description="The release sensor's state on a new instance: stopped or running."
     )
+    step_executor: Literal["in_process", "k8s"] = Field(
+        "in_process",
+        description="Where a run's steps execute: in_process (one process, one step after another) or k8s (each "
+        "step a Kubernetes Job of its own, under Dagster's Helm chart).",
+    )
     # dbt's models, given to dbt as variables of the same names.
     recommendation_min_votes: int = Field(
         1000, ge=0, description="Votes a title needs to get, and to be, a recommendation (dbt)."

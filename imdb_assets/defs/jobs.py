@@ -1,6 +1,8 @@
 """`imdb_refresh`, the one job, and the executor every run's steps share."""
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster import AssetSelection, Definitions, ExecutorDefinition, define_asset_job, in_process_executor
+
+from imdb_assets import settings
 
 imdb_refresh = define_asset_job(
     "imdb_refresh",
@@ -8,6 +10,20 @@ imdb_refresh = define_asset_job(
     description="Refresh every IMDb file that changed, then the dbt models that are stale or missing.",
 )
 
-# One process runs the steps one after another: a file's step already keeps both cores busy (Polars parses on every
-# core, the load runs one connection per core), and a refresh with little to do pays no process start per step.
-defs = Definitions(jobs=[imdb_refresh], executor=in_process_executor)
+
+def step_executor(name: str) -> ExecutorDefinition:
+    """The executor `IMDB_STEP_EXECUTOR` names.
+
+    `in_process`: one process runs the steps one after another; a file's step already keeps both cores busy (Polars
+    parses on every core, the load runs one connection per core), and a refresh with little to do pays no process
+    start per step. `k8s`: each step is a Kubernetes Job of its own (`dagster_k8s.k8s_job_executor`), in the image,
+    environment, Secrets and volumes the code location gives its runs under Dagster's Helm chart.
+    """
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor  # the Kubernetes client, which only a cluster needs
+
+        return k8s_job_executor
+    return in_process_executor
+
+
+defs = Definitions(jobs=[imdb_refresh], executor=step_executor(settings.load().step_executor))
