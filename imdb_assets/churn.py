@@ -71,7 +71,7 @@ def compare_frames(dataset: Dataset, old: Path, new: Path) -> tuple[int, int, in
     return inserted, changed, deleted
 
 
-def measure(old_dir: Path, new_dir: Path, work_dir: Path | None = None) -> list[FileChurn]:
+def measure(old_dir: Path, new_dir: Path) -> list[FileChurn]:
     """The churn of every catalog file present in both folders, in catalog order.
 
     Raises FileNotFoundError when a folder is missing or the two share no IMDb file; a file that cannot be parsed
@@ -84,7 +84,7 @@ def measure(old_dir: Path, new_dir: Path, work_dir: Path | None = None) -> list[
     if not datasets:
         raise FileNotFoundError(f"{old_dir} and {new_dir} have no IMDb .tsv.gz file in common")
     results = []
-    with tempfile.TemporaryDirectory(prefix="imdb-churn-", dir=work_dir) as scratch:
+    with tempfile.TemporaryDirectory(prefix="imdb-churn-") as scratch:
         for dataset in datasets:
             parsed = {}
             for side, folder in (("old", old_dir), ("new", new_dir)):

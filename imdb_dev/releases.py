@@ -75,7 +75,7 @@ class Churn:
     deaths: float = 0.00002  # people without a death year who get one (the release's year)
     credits_added: float = 0.0002  # titles with principals that get one more
     credits_removed: float = 0.00005  # titles with principals that lose their last one
-    deleted_titles: float = 0.00001  # titles deleted with all their rows; never a series (episodes point to them)
+    deleted_titles: float = 0.00001  # titles deleted with all their rows; never a series, nor the newest title
 
     def __post_init__(self) -> None:
         for knob in fields(self):
@@ -194,16 +194,18 @@ class Day:
         self.basics = read_release_file(previous, BY_STEM["title.basics"])
         self.names = read_release_file(previous, BY_STEM["name.basics"])
         titles, people = self.basics.height, self.names.height
-        kept = ~pl.col("title_type").is_in(SERIES_TYPES)
-        self.deleted = pick(
-            self.rng("deleted"), self.basics.filter(kept)["tconst"], how_many(churn.deleted_titles, titles)
-        )
+        # Never a series, which episodes point to, nor the newest title, whose id the next day's new titles follow
+        # (IMDb never reuses an id).
+        highest_title, highest_person = highest_id(self.basics, "tconst"), highest_id(self.names, "nconst")
+        newest = pl.col("tconst").str.slice(2).cast(pl.Int64) == highest_title
+        deletable = self.basics.filter(~pl.col("title_type").is_in(SERIES_TYPES) & ~newest)
+        self.deleted = pick(self.rng("deleted"), deletable["tconst"], how_many(churn.deleted_titles, titles))
         self.survivors = self.basics.filter(~pl.col("tconst").is_in(self.deleted.implode()))
         self.series = self.survivors.filter(pl.col("title_type").is_in(SERIES_TYPES))["tconst"]
 
         new_titles = how_many(churn.new_titles, titles)
-        self.new_names = new_ids("nm", highest_id(self.names, "nconst"), how_many(churn.new_names, people))
-        ids = new_ids("tt", highest_id(self.basics, "tconst"), new_titles)
+        self.new_names = new_ids("nm", highest_person, how_many(churn.new_names, people))
+        ids = new_ids("tt", highest_title, new_titles)
         rng = self.rng("new title types")
         episode_mask = (rng.random(new_titles) < EPISODES_PER_TITLE) & (len(self.series) > 0)
         types = choose(rng, new_titles, NON_EPISODE_TYPES).set(pl.Series(episode_mask), "tvEpisode")
@@ -212,8 +214,7 @@ class Day:
         # Ids drawn for crews, credits and known-for titles range over every id up to the newest.
         self.counts = Counts(
             {d.file_stem: 0 for d in DATASETS}
-            | {"title.basics": highest_id(self.basics, "tconst") + new_titles}
-            | {"name.basics": highest_id(self.names, "nconst") + len(self.new_names)}
+            | {"title.basics": highest_title + new_titles, "name.basics": highest_person + len(self.new_names)}
         )
 
     def rng(self, purpose: str) -> np.random.Generator:
