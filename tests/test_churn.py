@@ -165,3 +165,9 @@ def test_the_command_prints_the_churn_and_its_json(releases: list[Path]) -> None
 
     missing = subprocess.run([*command, before, "/nonexistent"], capture_output=True, text=True)
     assert missing.returncode == 2 and "/nonexistent is not a folder" in missing.stderr
+
+
+def test_partitioned_comparison_counts_the_same(releases: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large files are joined in partitions of their keys' hash: the counts do not depend on it."""
+    monkeypatch.setattr(churn, "PARTITION_ROWS", 100)
+    assert counts(churn.measure(releases[0], releases[1])) == truth(releases[1])
