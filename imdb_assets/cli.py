@@ -6,18 +6,23 @@ uv run imdb prepare              # parse the dbt project into the manifest the d
 uv run imdb settings             # every variable: its value here, its default and what it means
 uv run imdb url                  # the database's URI, for other tools
 uv run imdb db-stop              # stop the embedded PostgreSQL
+uv run imdb churn OLD NEW        # rows inserted, changed and deleted per file between two releases' folders
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from imdb_assets import database, dbt, settings
+from imdb_assets import churn, database, dbt, settings
+from imdb_assets.parse import ParseError
 
 PROJECT_MODULE = "imdb_assets/defs/dbt/project.py"
 
@@ -72,6 +77,26 @@ def _db_stop(config: settings.Settings, args: list[str]) -> int:
     return 0
 
 
+def _churn(config: settings.Settings, args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="imdb churn", description="Rows inserted, changed and deleted per IMDb file between two releases."
+    )
+    parser.add_argument("old", type=Path, help="folder of the earlier release's .tsv.gz files")
+    parser.add_argument("new", type=Path, help="folder of the later release's .tsv.gz files")
+    parser.add_argument("--json", action="store_true", help="print the counts as JSON, one object per file")
+    options = parser.parse_args(args)
+    try:
+        results = churn.measure(options.old, options.new)
+    except (FileNotFoundError, ParseError) as error:
+        print(f"imdb churn: {error}", file=sys.stderr)
+        return 2
+    if options.json:
+        print(json.dumps([asdict(r) | {"share_changed": r.share_changed} for r in results], indent=1))
+    else:
+        print(churn.table(results))
+    return 0
+
+
 COMMANDS = {
     "psql": (_psql, "psql on the platform's database (arguments go to psql)"),
     "dbt": (_dbt, "dbt against the platform's database (arguments go to dbt)"),
@@ -79,21 +104,24 @@ COMMANDS = {
     "settings": (_settings, "each setting's variable, value here and meaning"),
     "url": (_url, "print the platform database's URI"),
     "db-stop": (_db_stop, "stop the embedded PostgreSQL, if it runs"),
+    "churn": (_churn, "rows inserted, changed and deleted per file between two releases (OLD NEW [--json])"),
 }
+# Commands whose arguments are parsed further on: by psql, by dbt, by dagster-dbt, or by the command itself.
+PASSES_ARGUMENTS = ("psql", "dbt", "prepare", "churn")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="imdb", description="The IMDb asset platform from a shell.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        commands.add_parser(name, help=help_text, add_help=name not in ("psql", "dbt"))
+        commands.add_parser(name, help=help_text, add_help=name not in ("psql", "dbt", "churn"))
     known, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     try:
         config = settings.load()
     except settings.SettingsError as error:
         parser.exit(2, f"imdb: {error}\n")
     run, _ = COMMANDS[known.command]
-    if rest and known.command not in ("psql", "dbt", "prepare"):
+    if rest and known.command not in PASSES_ARGUMENTS:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     sys.exit(run(config, rest))
 

@@ -6,6 +6,8 @@ releases contain, and optionally malformed lines whose exact line numbers are re
 Same arguments give byte-identical files; work is done in vectorised chunks so memory stays bounded.
 
     uv run python -m imdb_dev.generator --rows 5000000 --out data/sample --malformed-fraction 0.001
+
+With ``--releases N`` it writes a first release and N daily ones after it, with known churn (``imdb_dev.releases``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 
@@ -647,8 +650,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--malformed-fraction", type=float, default=0.0)
     parser.add_argument("--only", type=lambda s: s.split(","), help="comma separated file stems")
+    parser.add_argument(
+        "--releases", type=int, help="also write N daily releases after the first, each in <out>/releases/<date>/"
+    )
+    parser.add_argument("--first-date", type=date.fromisoformat, help="the first release's date (YYYY-MM-DD)")
+    parser.add_argument("--churn", default="", help='daily churn knobs over their defaults: "rating_moves=0.2,..."')
     args = parser.parse_args(argv)
     began = time.perf_counter()
+    if args.releases is not None:
+        # Imported here: the releases module builds on this one's builders.
+        from imdb_dev import releases
+
+        if args.malformed_fraction or args.only:
+            parser.error("--releases writes all seven files without malformed lines")
+        try:
+            churn = releases.Churn.parse(args.churn)
+        except ValueError as error:
+            parser.error(str(error))
+        folders = releases.generate_releases(
+            args.out, args.rows, args.releases, args.seed, churn, args.first_date or releases.FIRST_DATE
+        )
+        seconds = time.perf_counter() - began
+        print(f"{len(folders)} releases in {seconds:.1f} s -> {folders[0].parent}", file=sys.stderr)
+        return
     manifest = generate(args.out, args.rows, args.seed, args.malformed_fraction, args.only)
     seconds = time.perf_counter() - began
     lines = sum(f.data_rows for f in manifest.files.values())
