@@ -39,14 +39,15 @@ class Runs:
         )
 
     def launch(self, files: list[Dataset], requested_by: str) -> str:
-        """Start ``imdb_refresh``; with ``files``, only their three layers and the dbt models (which rebuild only
-        what is stale). Returns the run id."""
+        """Start ``imdb_refresh``; with ``files``, only their three layers and the dbt models downstream of them
+        (which rebuild only what is stale), as the release sensor does. Returns the run id."""
         selection = None
         if files:
             from dagster import AssetKey
 
             file_keys = [AssetKey([layer, d.table]) for d in files for layer in LAYERS]
-            model_keys = [AssetKey([schema, name]) for schema, name in dbt.models(dbt.read_manifest())]
+            downstream = dbt.models_downstream_of(dbt.read_manifest(), {d.table for d in files})
+            model_keys = [AssetKey([schema, name]) for schema, name in downstream]
             selection = [*file_keys, *sorted(model_keys, key=AssetKey.to_user_string)]
         return self._call(
             self.client.submit_job_execution,

@@ -47,6 +47,24 @@ def models(manifest: Mapping[str, Any], folder: str | None = None) -> Iterator[t
             yield node["schema"], node["name"]
 
 
+def models_downstream_of(manifest: Mapping[str, Any], tables: set[str]) -> list[tuple[str, str]]:
+    """(schema, name) of each model that reads one of ``tables`` (sources of the `imdb` schema), directly or
+    through other models, in the manifest's order: what a refresh of those tables' files may change."""
+    children = manifest["child_map"]
+    reached: set[str] = set()
+    queue = [uid for uid, source in manifest["sources"].items() if source["name"] in tables]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            if child not in reached and child.startswith("model."):
+                reached.add(child)
+                queue.append(child)
+    return [
+        (node["schema"], node["name"])
+        for uid, node in manifest["nodes"].items()
+        if uid in reached and node["config"].get("materialized") != "ephemeral"
+    ]
+
+
 def marts(manifest: Path = MANIFEST) -> list[str]:
     """``schema.name`` of every model under ``models/marts``."""
     return [f"{schema}.{name}" for schema, name in models(read_manifest(manifest), "marts")]

@@ -156,3 +156,20 @@ def test_imdb_psql_opens_the_embedded_database_with_the_psql_it_ships(tmp_path):
         assert url.stdout.strip() == f"postgresql://postgres:@/imdb?host={data_dir / 'postgres'}"
     finally:
         subprocess.run([sys.executable, "-m", "imdb_assets.cli", "db-stop"], env=env, check=True, timeout=120)
+
+
+def test_the_manifest_helper_finds_the_models_dagster_has_downstream_of_each_table():
+    """The API selects a refresh's models from the manifest alone; they are those Dagster's graph has downstream."""
+    from dagster import AssetKey, AssetSelection
+
+    from imdb_assets.catalog import DATASETS
+    from imdb_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    manifest = dbt.read_manifest()
+    models = {AssetKey([schema, name]) for schema, name in dbt.models(manifest)}
+    for dataset in DATASETS:
+        table = AssetKey(["imdb", dataset.table])
+        expected = AssetSelection.assets(table).downstream().resolve(graph) & models
+        found = {AssetKey([schema, name]) for schema, name in dbt.models_downstream_of(manifest, {dataset.table})}
+        assert found == expected, dataset.table
