@@ -3,6 +3,8 @@
 A file is streamed to a temporary name beside its destination while it is hashed and decompressed end to end; only
 a complete gzip stream replaces the previous copy (``os.replace``). What was fetched (ETag, Last-Modified, size,
 mtime, sha256) is kept in a sidecar JSON so the next request can be conditional even on a throwaway Dagster instance.
+Given the release it must not go back from, a download reads the offered file's date from its answer's headers (or
+its mtime) and refuses an older one before any byte is written (``imdb_assets.release``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
+
+from imdb_assets import release
 
 CHUNK = 1 << 20
 INFLATE_LIMIT = 64 << 20  # bound the memory one inflate call may use
@@ -176,19 +180,21 @@ def download(
     dest: Path,
     *,
     force: bool = False,
+    not_older_than: str | None = None,
     timeout: float = 60.0,
     max_attempts: int = 5,
     backoff_seconds: float = 1.0,
     log: logging.Logger | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DownloadResult:
-    """Fetch ``url`` into ``dest`` unless the local copy is current; retry transient failures with backoff."""
+    """Fetch ``url`` into ``dest`` unless the local copy is current; retry transient failures with backoff. A release
+    dated before ``not_older_than`` (a Last-Modified text) is refused with OlderReleaseRefused, ``dest`` kept."""
     log = log or logging.getLogger(__name__)
     previous = None if force else LocalCopy.read(dest)
     started = time.monotonic()
     for attempt in range(1, max_attempts + 1):
         try:
-            copy = _fetch(url, dest, previous, timeout, log)
+            copy = _fetch(url, dest, previous, not_older_than, timeout, log)
         except TransientDownloadError as error:
             if attempt == max_attempts:
                 raise DownloadError(f"{error} (gave up after {attempt} attempts)") from error
@@ -204,7 +210,9 @@ def download(
     raise AssertionError("unreachable")
 
 
-def _fetch(url: str, dest: Path, previous: LocalCopy | None, timeout: float, log) -> LocalCopy | None:
+def _fetch(
+    url: str, dest: Path, previous: LocalCopy | None, not_older_than: str | None, timeout: float, log
+) -> LocalCopy | None:
     """One attempt. Returns None when the remote file is unchanged."""
     if urlsplit(url).scheme == "file":
         source = local_path(url)
@@ -213,6 +221,7 @@ def _fetch(url: str, dest: Path, previous: LocalCopy | None, timeout: float, log
         version = remote_version(url)
         if previous and previous.version == version and previous.url == url:
             return None
+        release.refuse_older(dest.name, version.modified, not_older_than)
         with source.open("rb") as stream:
             return _store(url, version, _read_chunks(stream), dest, source.stat().st_size, log)
 
@@ -232,8 +241,10 @@ def _fetch(url: str, dest: Path, previous: LocalCopy | None, timeout: float, log
                     raise DownloadError(f"{url}: HTTP 304 to a request that was not conditional")
                 return None
             _raise_for_status(url, response)
+            version = _version_of(response)
+            release.refuse_older(dest.name, version.modified, not_older_than)
             expected = int(response.headers["content-length"]) if "content-length" in response.headers else None
-            return _store(url, _version_of(response), response.iter_bytes(CHUNK), dest, expected, log)
+            return _store(url, version, response.iter_bytes(CHUNK), dest, expected, log)
     except httpx.TransportError as error:  # connect errors, timeouts, connection dropped mid-body
         raise TransientDownloadError(f"{url}: {type(error).__name__}: {error or 'connection failed'}") from error
 

@@ -13,6 +13,9 @@ primary key and indexes take the partitions' own: no rebuild). Readers see the w
 any failure before that commit leaves the old table untouched. After it the parent gets its own statistics and
 materialized views built on it are refreshed.
 
+A release older than the one the table holds (by the Last-Modified each load records) is refused under the table's
+lock, before any work, unless the caller allows it: the last guard of release order after the download's own.
+
 What a partition swap cannot keep (a foreign key referencing the table, a publication of it) makes the load fail
 before it changes anything, naming it, and so does a parent laid out otherwise than the catalog says (other columns,
 another partition key): the platform does not migrate its tables, a dropped one is created anew by the next load.
@@ -32,7 +35,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from imdb_assets import database
+from imdb_assets import database, release
 from imdb_assets.catalog import SCHEMA, Dataset
 from imdb_assets.load.ddl import (
     LOCK_CLASS,
@@ -87,10 +90,12 @@ def with_application_name(url: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class CurrentLoad:
-    """What ``imdb.<table>`` holds now: built from which raw file, how many rows."""
+    """What ``imdb.<table>`` holds now: built from which raw file (and its Last-Modified, if it had one), how many
+    rows."""
 
     source_sha256: str
     rows: int
+    source_last_modified: str | None
 
 
 def current_load(conn: psycopg.Connection, dataset: Dataset) -> CurrentLoad | None:
@@ -98,7 +103,7 @@ def current_load(conn: psycopg.Connection, dataset: Dataset) -> CurrentLoad | No
     if database.one_row(conn.execute("SELECT to_regclass(%s)", (f"{META_SCHEMA}.loads",)).fetchone())[0] is None:
         return None
     row = conn.execute(
-        f"""SELECT source_sha256, rows FROM {META_SCHEMA}.loads
+        f"""SELECT source_sha256, rows, source_last_modified FROM {META_SCHEMA}.loads
             WHERE table_name = %s AND to_regclass(%s) IS NOT NULL""",
         (dataset.table, f"{SCHEMA}.{dataset.table}"),
     ).fetchone()
@@ -112,11 +117,13 @@ def load_table(
     *,
     source_sha256: str,
     source_last_modified: str | None = None,
+    allow_older_release: bool = False,
     log: logging.Logger | None = None,
     connections: int | None = None,
 ) -> LoadResult:
     """Bulk-load ``parquet`` into new partitions, index and analyze them, then swap them into ``imdb.<table>``,
-    on at most ``connections`` connections at once (default: one per core)."""
+    on at most ``connections`` connections at once (default: one per core). A release dated before the table's is
+    refused with OlderReleaseRefused unless ``allow_older_release``."""
     if connections is not None and connections < 1:
         raise ValueError(f"connections must be at least 1, not {connections}")
     log = log or logging.getLogger(__name__)
@@ -127,6 +134,9 @@ def load_table(
         # One load per table at a time, whoever starts it (a run, a sensor-launched run, a backfill).
         control.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, dataset.table))
         try:
+            held = current_load(control, dataset)
+            if held is not None and not allow_older_release:
+                release.refuse_older(dataset.file_name, source_last_modified, held.source_last_modified)
             drop_unattached(control, dataset)  # a crashed load's parts
             refuse_before_the_work(control, dataset)
             prefix = f"{dataset.table}_{secrets.token_hex(4)}"

@@ -6,7 +6,9 @@ One step per file materializes its three assets (or the subset a run selects), s
 per file, not three, while the UI still shows each layer as an asset of its own. Work is only done for what
 changed: an unchanged file is not downloaded (conditional GET), its Parquet is reused and its table kept
 (`reloaded: false`). Each layer's data version is the raw file's sha256, so an unchanged file leaves every
-downstream dbt model fresh in Dagster's eyes (see `imdb_assets.defs.dbt.staleness`).
+downstream dbt model fresh in Dagster's eyes (see `imdb_assets.defs.dbt.staleness`). Release order is kept: a
+release dated before the one the platform holds is refused by the download, before the local copy is touched, and
+again by the load (`imdb_assets.release`).
 """
 
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ from dagster import (
     multi_asset,
 )
 
-from imdb_assets import download, load, parse
+from imdb_assets import download, load, parse, release
 from imdb_assets.catalog import DATASETS, SCHEMA, Dataset
 from imdb_assets.defs import metadata
 from imdb_assets.defs.files.keys import VERSION_KEY, parsed_key, raw_key, table_key
@@ -42,6 +44,8 @@ RAW_CODE_VERSION, PARSED_CODE_VERSION, TABLE_CODE_VERSION = "1", "1", "1"
 class FileRefreshConfig(Config):
     force: bool = False
     """Download even when the server says the file is unchanged."""
+    allow_older_release: bool = False
+    """Take a release dated before the one loaded (a deliberate rollback); otherwise it is refused."""
 
 
 def column_schema(dataset: Dataset) -> TableSchema:
@@ -100,8 +104,22 @@ def file_specs(dataset: Dataset) -> list[AssetSpec]:
     ]
 
 
+def _held_release(dataset: Dataset, store: LocalStore, warehouse: Warehouse) -> str | None:
+    """The Last-Modified of the newest release the platform holds of this file: the loaded table's or the local
+    copy's (a copy downloaded but not yet loaded counts, so that it is not replaced by an older one either)."""
+    with warehouse.connect() as conn:
+        loaded = load.current_load(conn, dataset)
+    copy = download.LocalCopy.read(store.raw_path(dataset))
+    return release.newest(loaded.source_last_modified if loaded else None, copy.version.modified if copy else None)
+
+
 def _download(
-    context: AssetExecutionContext, dataset: Dataset, config: FileRefreshConfig, source: ImdbSource, store: LocalStore
+    context: AssetExecutionContext,
+    dataset: Dataset,
+    config: FileRefreshConfig,
+    source: ImdbSource,
+    store: LocalStore,
+    warehouse: Warehouse,
 ) -> MaterializeResult:
     url = source.url(dataset)
     path = store.raw_path(dataset)
@@ -109,6 +127,7 @@ def _download(
         url,
         path,
         force=config.force,
+        not_older_than=None if config.allow_older_release else _held_release(dataset, store, warehouse),
         timeout=source.timeout_seconds,
         max_attempts=source.max_attempts,
         backoff_seconds=source.backoff_seconds,
@@ -183,7 +202,11 @@ def _parse(context: AssetExecutionContext, dataset: Dataset, store: LocalStore) 
 
 
 def _load(
-    context: AssetExecutionContext, dataset: Dataset, store: LocalStore, warehouse: Warehouse
+    context: AssetExecutionContext,
+    dataset: Dataset,
+    config: FileRefreshConfig,
+    store: LocalStore,
+    warehouse: Warehouse,
 ) -> MaterializeResult:
     parquet = store.parquet_path(dataset)
     parsed = parse.ParseResult.read(parquet)
@@ -203,6 +226,7 @@ def _load(
             url,
             source_sha256=parsed.source_sha256,
             source_last_modified=parsed.source_last_modified or None,
+            allow_older_release=config.allow_older_release,
             log=context.log,
             connections=warehouse.load_connections,
         )
@@ -251,11 +275,11 @@ def build_file_assets(dataset: Dataset) -> AssetsDefinition:
     ) -> Iterator[MaterializeResult]:
         selected = context.selected_asset_keys
         if raw_key(dataset) in selected:
-            yield _download(context, dataset, config, source, store)
+            yield _download(context, dataset, config, source, store, warehouse)
         if parsed_key(dataset) in selected:
             yield _parse(context, dataset, store)
         if table_key(dataset) in selected:
-            yield _load(context, dataset, store, warehouse)
+            yield _load(context, dataset, config, store, warehouse)
 
     return refresh_file
 
