@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     load_connections: int | None = Field(
         None, ge=1, description="Connections a table load may use at most (default: the CPUs this container may use)."
     )
+    disk_safety_factor: float = Field(
+        2.0,
+        ge=0,
+        description="What a refresh step's estimate of the disk it needs is multiplied by (PostgreSQL's temporary "
+        "files, growth) before it is compared with the free space, and refused if more; 0 skips the check.",
+    )
     sensor_interval_seconds: int = Field(
         3600, ge=1, description="Seconds between two checks of IMDB_BASE_URL by the release sensor."
     )
