@@ -27,7 +27,7 @@ import psycopg
 TABLE_BYTES_PER_PARQUET_BYTE = 8.0
 
 # Each relation's heap (with its TOAST and maps) and index bytes: a partitioned table's are its partitions' summed
-# (pg_partition_tree lists the table itself too, and nothing for a materialized view, hence the UNION).
+# (pg_partition_tree lists a partitioned table and its partitions, and nothing for a plain table, hence the UNION).
 RELATION_SIZES = """
 SELECT name, sum(pg_table_size(tree.relid))::bigint, sum(pg_indexes_size(tree.relid))::bigint
 FROM unnest(%s::text[]) AS name
