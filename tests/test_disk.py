@@ -28,7 +28,7 @@ GENRES = "SELECT * FROM imdb_marts.title_genres ORDER BY tconst, genre"
 
 def test_a_table_estimate_scales_the_last_load_per_row_or_the_frame_for_a_first_load():
     assert disk.table_estimate(rows=2_000, last_rows=1_000, last_bytes=50_000, parquet_bytes=7) == 100_000
-    assert disk.table_estimate(rows=2_000, last_rows=None, last_bytes=None, parquet_bytes=1_000) == 8_000
+    assert disk.table_estimate(rows=2_000, last_rows=None, last_bytes=None, parquet_bytes=1_000) == 18_000
 
 
 def test_a_need_over_the_free_space_is_refused_naming_both(monkeypatch, tmp_path):
