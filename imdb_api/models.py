@@ -3,7 +3,7 @@ every route's answers against these models (extra fields forbidden), so the docu
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -161,13 +161,21 @@ class GenreStats(Model):
 
 
 class DatasetFreshness(Model):
-    file: str
+    kind: Literal["table", "mart"]
+    """A table loaded from one of IMDb's files, or a mart dbt builds from the tables."""
+    file: str | None
+    """The IMDb file a table is loaded from; null for a mart."""
     table: str
     rows: int | None
+    """Rows of the table's last load; null for a mart."""
     source_last_modified: str | None
     """The file's Last-Modified when it was downloaded."""
     loaded_at: str | None
     """When the table was last swapped in."""
+    heap_bytes: int | None
+    """The rows' bytes on disk (with TOAST); null while the table does not exist."""
+    index_bytes: int | None
+    """The indexes' bytes on disk; null while the table does not exist."""
 
 
 class RunLaunched(Model):

@@ -178,5 +178,15 @@ GROUP BY g.genre
 ORDER BY sum(g.titles) DESC, g.genre"""
 
 DATASETS = """SELECT table_name, rows, source_last_modified, loaded_at FROM imdb_meta.loads"""
+# The heap and index bytes of every table of imdb and imdb_marts (a partitioned table's are its partitions': the tree
+# lists it and them, and nothing for a plain table, hence the UNION), but for the relations dbt builds a mart into and
+# keeps its old copy in while it swaps them.
+DATASET_SIZES = """SELECT n.nspname, c.relname, sizes.heap, sizes.indexes
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL (SELECT sum(pg_table_size(relid))::bigint, sum(pg_indexes_size(relid))::bigint
+                    FROM (SELECT relid FROM pg_partition_tree(c.oid) UNION SELECT c.oid::regclass) AS tree
+                   ) AS sizes (heap, indexes)
+WHERE n.nspname IN ('imdb', 'imdb_marts') AND c.relkind IN ('r', 'p') AND c.relname !~ '__dbt_(tmp|backup)$'
+ORDER BY n.nspname, c.relname"""
 
 READY = """SELECT array_agg(name) FILTER (WHERE to_regclass(name) IS NULL) FROM unnest(%s::text[]) AS name"""

@@ -3,7 +3,8 @@
 The embedded server (the `pgserver` wheel ships the binaries) lives in ``IMDB_DATA_DIR/postgres``, is started on
 first use and left running, so every later process (run workers, the webserver, the daemon, tests) reuses it.
 It is configured for bulk loads: minimal WAL, so a table created and filled in one transaction skips the WAL;
-generous memory for index builds. A setting that needs a restart waits until a process finds no other client
+generous memory for index builds; and a ``temp_file_limit``, so a runaway sort fails its statement (and its step)
+instead of filling the disk. A setting that needs a restart waits until a process finds no other client
 connected: a restart would cut off their work.
 """
 
@@ -21,6 +22,8 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+from imdb_assets import disk, settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
@@ -45,6 +48,9 @@ EMBEDDED_SETTINGS = {
     "max_parallel_maintenance_workers": "2",
     "max_connections": "200",
 }
+# temp_file_limit is per process, and a statement may run in a leader and parallel workers, so the default lets one
+# take a quarter of the free disk; superusers alone may set it, so on an external server it is the operator's.
+TEMP_FILE_SHARE_OF_FREE_DISK = 0.25
 NEEDS_RESTART = {"wal_level", "max_wal_senders", "shared_buffers", "max_connections"}
 
 # Connections a load leaves free for everyone else (Dagster's storage, dbt, a person with psql).
@@ -91,17 +97,26 @@ def embedded_server_url(data_dir: Path) -> str:
     # Parallel run workers may all ask at once; the first one starts and tunes the server, the others wait.
     with (data_dir / "postgres.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _start_tuned(pgdata)
+        tuning = EMBEDDED_SETTINGS | {"temp_file_limit": temp_file_limit(data_dir, settings.load().temp_file_limit)}
+        return _start_tuned(pgdata, tuning)
 
 
-def _start_tuned(pgdata: Path) -> str:
+def temp_file_limit(data_dir: Path, configured: str | None) -> str:
+    """``configured`` (IMDB_TEMP_FILE_LIMIT), else `TEMP_FILE_SHARE_OF_FREE_DISK` of the free disk under
+    ``data_dir`` now, in whole GB (at least 1GB, so that it reads back as written and rarely changes)."""
+    if configured is not None:
+        return configured
+    return f"{max(1, int(disk.free_bytes(data_dir) * TEMP_FILE_SHARE_OF_FREE_DISK) >> 30)}GB"
+
+
+def _start_tuned(pgdata: Path, tuning: dict[str, str]) -> str:
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     url = server.get_uri()
     with connect(url) as conn:
         # current_setting() reports values in the units written here ("512MB", "30min").
         stale = {
             name: value
-            for name, value in EMBEDDED_SETTINGS.items()
+            for name, value in tuning.items()
             if one_row(conn.execute("SELECT current_setting(%s)", (name,)).fetchone())[0] != value
         }
         for name, value in stale.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -50,6 +51,18 @@ class Settings(BaseSettings):
     )
     load_connections: int | None = Field(
         None, ge=1, description="Connections a table load may use at most (default: the CPUs this container may use)."
+    )
+    disk_safety_factor: float = Field(
+        2.0,
+        ge=0,
+        description="What a refresh step's estimate of the disk it needs is multiplied by (PostgreSQL's temporary "
+        "files, growth) before it is compared with the free space, and refused if more; 0 skips the check.",
+    )
+    temp_file_limit: str | None = Field(
+        None,
+        description="The embedded server's temp_file_limit: the temporary files one PostgreSQL process may write "
+        "before its statement fails, e.g. 20GB, or -1 for no limit (default: a quarter of the data folder's free "
+        "disk when a process first connects, in whole GB).",
     )
     sensor_interval_seconds: int = Field(
         3600, ge=1, description="Seconds between two checks of IMDB_BASE_URL by the release sensor."
@@ -104,6 +117,13 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         if urlsplit(value).scheme not in ("http", "https", "file"):
             raise ValueError("must be an http://, https:// or file:// URL")
+        return value
+
+    @field_validator("temp_file_limit")
+    @classmethod
+    def _postgres_size(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"-1|\d+(kB|MB|GB|TB)", value):
+            raise ValueError("must be a size in PostgreSQL's notation (e.g. 512MB, 20GB) or -1")
         return value
 
     @field_validator("sensor_default_status", mode="before")

@@ -20,6 +20,7 @@ from imdb_assets.defs.dbt.project import project
 from imdb_assets.defs.files.assets import imdb_file_assets
 from imdb_assets.defs.files.keys import parsed_key, raw_key, table_key
 from imdb_assets.defs.resources import ImdbSource, LocalStore, Warehouse
+from imdb_assets.settings import Settings
 from imdb_dev.generator import generate
 from tests.imdb_files import write_files
 from tests.mirror_server import MirrorServer
@@ -29,6 +30,7 @@ from tests.world import WORLD
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "imdb-sample"
 TEST_ROWS = 20_000
+DISK_SAFETY_FACTOR = Settings.model_fields["disk_safety_factor"].default  # the platform's
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +106,9 @@ class Platform:
     def __init__(self, base_url: str, data_dir: Path, db_url: str, max_reject_fraction: float = 0.05) -> None:
         self.db_url = db_url
         self.instance = DagsterInstance.ephemeral()
-        self.store = LocalStore(data_dir=str(data_dir), max_reject_fraction=max_reject_fraction)
+        self.store = LocalStore(
+            data_dir=str(data_dir), max_reject_fraction=max_reject_fraction, disk_safety_factor=DISK_SAFETY_FACTOR
+        )
         self.resources = {
             "source": ImdbSource(base_url=base_url, backoff_seconds=0.01, timeout_seconds=10),
             "store": self.store,

@@ -233,8 +233,15 @@ def test_charts_stats_and_datasets(reader) -> None:
     assert stats["Romance"]["titles"] == 3 and stats["Romance"]["total_votes"] == 120000
     assert stats["Romance"]["weighted_average_rating"] == round((8.1 * 50000 + 7.9 * 40000 + 7.0 * 30000) / 120000, 2)
     assert reader.get("/v1/stats/genres", params={"year_from": 2010}).json()["items"][0]["genre"] == "Comedy"
-    datasets = {d["file"]: d for d in reader.get("/v1/datasets").json()["items"]}
+    items = reader.get("/v1/datasets").json()["items"]
+    datasets = {d["file"]: d for d in items if d["kind"] == "table"}
     assert datasets["title.ratings.tsv.gz"]["rows"] == len(WORLD["title.ratings"])
+    # Each table's and mart's size, heap and indexes apart; the marts after the seven tables.
+    marts = {d["table"]: d for d in items if d["kind"] == "mart"}
+    assert [d["kind"] for d in items[:7]] == ["table"] * 7 and "imdb_marts.titles" in marts
+    for item in [*datasets.values(), *marts.values()]:
+        assert item["heap_bytes"] > 0 and item["index_bytes"] >= 0, item
+    assert datasets["title.ratings.tsv.gz"]["index_bytes"] > 0 and marts["imdb_marts.titles"]["index_bytes"] > 0
     assert datasets["title.ratings.tsv.gz"]["source_last_modified"].endswith("GMT")
     assert datetime.fromisoformat(
         datasets["title.basics.tsv.gz"]["loaded_at"]

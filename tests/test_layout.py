@@ -16,7 +16,7 @@ import pytest
 from imdb_assets import dbt, settings
 
 REPO = Path(__file__).resolve().parents[1]
-CORE = ["catalog", "download", "parse", "load", "database", "settings", "dbt", "cli", "churn"]
+CORE = ["catalog", "download", "parse", "load", "database", "disk", "settings", "dbt", "cli", "churn", "release"]
 ABOVE_DAGSTER = ("dagster", "dagster_dbt", "dagster_postgres", "dagster_graphql", "imdb_assets.defs")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.defs.files.keys import parsed_key, raw_key, table_key
-from imdb_assets.defs.metadata import readable_size
+from imdb_assets.disk import readable_size
 from imdb_assets.download import LocalCopy
 from imdb_dev.generator import Manifest, generate
 from tests import reference

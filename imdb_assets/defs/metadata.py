@@ -1,7 +1,8 @@
-"""What a materialization shows about the PostgreSQL relation it built: its size and its first rows.
+"""What a materialization shows about the PostgreSQL relation it built (its size, heap and indexes, and its first
+rows) and about the data folder it lives in (its total, and the free space left).
 
-Read back from the database after the build, the same way for the loaded tables and the dbt models, so the asset
-page shows what is really there rather than what the step meant to write.
+Read back after the build, the same way for the loaded tables and the dbt models, so the asset page shows what is
+really there rather than what the step meant to write, and a user sees the growth before the disk runs out.
 """
 
 from __future__ import annotations
@@ -14,19 +15,15 @@ from typing import TYPE_CHECKING, Any
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 from psycopg import sql
 
+from imdb_assets import disk
 from imdb_assets.database import one_row
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from imdb_assets.defs.resources import Warehouse
 
 PREVIEW_ROWS = 5
-# A partitioned table's size is its partitions', with their indexes.
-_KIND_AND_SIZE = """
-SELECT relkind,
-       CASE relkind WHEN 'p' THEN (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(oid))::bigint
-                    ELSE pg_total_relation_size(oid) END
-FROM pg_class WHERE oid = %s::regclass
-"""
 
 
 def _cell(value: Any) -> str | int | float | bool | None:
@@ -38,19 +35,13 @@ def _cell(value: Any) -> str | int | float | bool | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def readable_size(size: int) -> str:
-    """Bytes as a person reads them: 950 B, 32.8 kB, 1.4 GB."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:,.1f} {unit}"
-    return f"{size} B"
-
-
 def relation_metadata(warehouse: Warehouse, relation: str) -> dict[str, Any]:
-    """``table_bytes`` and ``table_size`` (tables and materialized views only) and ``preview``, for ``schema.name``."""
+    """For ``schema.name``: ``heap_bytes``, ``index_bytes``, their sum ``table_bytes`` and ``table_size`` (tables
+    and materialized views only), and ``preview``."""
     schema, name = relation.split(".")
     with warehouse.connect() as conn:
-        kind, size = one_row(conn.execute(_KIND_AND_SIZE, (relation,)).fetchone())
+        kind = one_row(conn.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", (relation,)).fetchone())[0]
+        heap, indexes = disk.relation_sizes(conn, [relation])[relation]
         cursor = conn.execute(
             sql.SQL("SELECT * FROM {} LIMIT {}").format(sql.Identifier(schema, name), sql.Literal(PREVIEW_ROWS))
         )
@@ -62,4 +53,21 @@ def relation_metadata(warehouse: Warehouse, relation: str) -> dict[str, Any]:
     )
     if kind == "v":
         return {"preview": preview}
-    return {"table_bytes": size, "table_size": MetadataValue.text(readable_size(size)), "preview": preview}
+    return {
+        "heap_bytes": heap,
+        "index_bytes": indexes,
+        "table_bytes": heap + indexes,
+        "table_size": MetadataValue.text(disk.readable_size(heap + indexes)),
+        "preview": preview,
+    }
+
+
+def data_folder_metadata(data_dir: Path) -> dict[str, Any]:
+    """``data_folder_bytes`` (raw files, frames, rejects and, for the embedded server, the database) and
+    ``data_disk_free_bytes``, as they are when the materialization is recorded."""
+    size = disk.folder_bytes(data_dir)
+    return {
+        "data_folder_bytes": size,
+        "data_folder_size": MetadataValue.text(disk.readable_size(size)),
+        "data_disk_free_bytes": disk.free_bytes(data_dir),
+    }

@@ -36,10 +36,12 @@ class ImdbSource(ConfigurableResource):
 
 
 class LocalStore(ConfigurableResource):
-    """`IMDB_DATA_DIR`: raw files, parsed frames and rejects, and the reject threshold applied to them."""
+    """`IMDB_DATA_DIR`: raw files, parsed frames and rejects, the reject threshold applied to them, and the safety
+    factor a step's estimate of the disk it needs is multiplied by (`imdb_assets.disk`)."""
 
     data_dir: str
     max_reject_fraction: float
+    disk_safety_factor: float
 
     @property
     def root(self) -> Path:
@@ -64,6 +66,11 @@ class Warehouse(ConfigurableResource):
     load_connections: int | None = None
     """Connections one table load uses at most (default: one per CPU); never more than the server has free."""
 
+    @property
+    def embedded(self) -> bool:
+        """Whether the database is the embedded server's, on the data folder's disk."""
+        return not self.database_url
+
     def url(self) -> str:
         return database.resolve_url(self.database_url or None, Path(self.data_dir).absolute())
 
@@ -86,7 +93,11 @@ def platform_resources(config: platform_settings.Settings) -> dict[str, Configur
     return {
         "dbt": DbtCliResource(project_dir=project, dbt_executable=_dbt_executable()),
         "source": ImdbSource(base_url=config.base_url),
-        "store": LocalStore(data_dir=data_dir, max_reject_fraction=config.max_reject_fraction),
+        "store": LocalStore(
+            data_dir=data_dir,
+            max_reject_fraction=config.max_reject_fraction,
+            disk_safety_factor=config.disk_safety_factor,
+        ),
         "warehouse": Warehouse(
             database_url=EnvVar("DATABASE_URL") if os.environ.get("DATABASE_URL") else "",
             data_dir=data_dir,

@@ -3,7 +3,9 @@
 A model's code version is dbt's checksum of its SQL together with its config and contract (`translator`), so editing
 either marks it stale. The step rebuilds only the selected models that `staleness` finds stale or missing, in one
 `dbt build` (which parses partially from the prepared manifest), then runs the tests of the models it did not
-rebuild, so every selected check is evaluated by every run: a run with nothing to rebuild only tests.
+rebuild, so every selected check is evaluated by every run: a run with nothing to rebuild only tests. Before it
+builds, the step estimates the disk its tables need and is refused, having built nothing, when the disk cannot
+hold them (`imdb_assets.disk`).
 """
 
 import os
@@ -27,12 +29,13 @@ from dagster import (
 )
 from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
-from imdb_assets import dbt, settings
+from imdb_assets import dbt, disk, settings
+from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.defs import metadata
 from imdb_assets.defs.dbt import staleness
 from imdb_assets.defs.dbt.project import project
 from imdb_assets.defs.dbt.translator import TRANSLATOR, ephemeral_ancestors
-from imdb_assets.defs.resources import Warehouse
+from imdb_assets.defs.resources import LocalStore, Warehouse
 
 PARTIAL_PARSE = "partial_parse.msgpack"
 
@@ -74,6 +77,32 @@ def _to_rebuild(context: AssetExecutionContext, warehouse: Warehouse) -> dict[As
     )
 
 
+def _refuse_without_room(
+    manifest: Mapping[str, Any], rebuild: Mapping[AssetKey, staleness.Rebuild], store: LocalStore, warehouse: Warehouse
+) -> None:
+    """Refuse the step before it builds anything when the disk cannot hold the tables it rebuilds, each beside the
+    one it replaces until dbt swaps them: a model's table at its current size, the tables of models never built
+    together at the size of the imdb tables (at full scale the marts took about as much). Only on the embedded
+    server: another server's disk is not the data folder's."""
+    if not warehouse.embedded:
+        return
+    tables = {
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["config"].get("materialized") in ("table", "incremental")
+    }
+    rebuilt = [".".join(key.path) for key in rebuild if key.path[-1] in tables]
+    if not rebuilt:
+        return
+    sources = [f"{SCHEMA}.{dataset.table}" for dataset in DATASETS]
+    with warehouse.connect() as conn:
+        sizes = {name: heap + indexes for name, (heap, indexes) in disk.relation_sizes(conn, rebuilt + sources).items()}
+    need = {"rebuilt tables": sum(sizes[name] for name in rebuilt if name in sizes)}
+    if any(name not in sizes for name in rebuilt):
+        need["new tables"] = sum(sizes.get(name, 0) for name in sources)
+    disk.refuse_without_room("the dbt step", need, store.root, store.disk_safety_factor)
+
+
 @contextmanager
 def _dbt_environment(values: Mapping[str, str]) -> Iterator[None]:
     """dagster-dbt hands the step's environment to dbt and takes no other: the connection and the models' settings
@@ -98,7 +127,11 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
 
     @dbt_assets(manifest=dbt_project.manifest_path, dagster_dbt_translator=TRANSLATOR)
     def imdb_dbt_models(
-        context: AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, warehouse: Warehouse
+        context: AssetExecutionContext,
+        config: DbtBuildConfig,
+        dbt: DbtCliResource,
+        store: LocalStore,
+        warehouse: Warehouse,
     ):
         url = warehouse.url()
         if config.force:
@@ -110,13 +143,14 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
             context.log.info(f"Rebuilding {key.to_user_string()}: {why.reason}")
         if up_to_date:
             context.log.info(f"Up to date, not rebuilt (their tests run): {', '.join(up_to_date)}")
+        _refuse_without_room(manifest, rebuild, store, warehouse)
         evaluated: set[AssetCheckKey] = set()
         with _dbt_environment(_step_environment(url)):
             if rebuild:
                 excluded = up_to_date + _ephemeral_not_inlined(manifest, {key.path[-1] for key in rebuild})
                 args = ["build", *(["--exclude", " ".join(excluded)] if excluded else [])]
                 invocation = dbt.cli(args, context=context)
-                yield from _events(invocation, context, warehouse, rebuild, evaluated)
+                yield from _events(invocation, context, store, warehouse, rebuild, evaluated)
                 _keep_partial_parse(invocation, dbt_project)
             if context.selected_asset_check_keys - evaluated:
                 # The selected tests not run by the build; unit tests test the SQL of rebuilt models only.
@@ -124,7 +158,7 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
                 invocation = dbt.cli(
                     ["test", "--exclude", " ".join(["resource_type:unit_test", *done])], context=context
                 )
-                yield from _events(invocation, context, warehouse, rebuild, evaluated)
+                yield from _events(invocation, context, store, warehouse, rebuild, evaluated)
                 _keep_partial_parse(invocation, dbt_project)
 
     return imdb_dbt_models
@@ -154,13 +188,14 @@ def _keep_partial_parse(invocation: DbtCliInvocation, dbt_project: DbtProject) -
 def _events(
     invocation: DbtCliInvocation,
     context: AssetExecutionContext,
+    store: LocalStore,
     warehouse: Warehouse,
     rebuild: Mapping[AssetKey, staleness.Rebuild],
     evaluated: set[AssetCheckKey],
 ) -> Iterator[Any]:
     """dagster-dbt's events, each model's output given why it was rebuilt, the rows its statement wrote and the
-    relation's size and first rows as built (the asset key is the relation's `schema.name`, see the translator);
-    each check evaluated is added to ``evaluated``."""
+    relation's size and first rows as built (the asset key is the relation's `schema.name`, see the translator) and
+    the data folder's total then; each check evaluated is added to ``evaluated``."""
     for message in invocation.stream_raw_events():
         for event in message.to_default_asset_events(
             manifest=invocation.manifest,
@@ -179,6 +214,7 @@ def _events(
                         **({"rebuilt_because": why.reason} if why else {}),
                         **_run_metadata(message.raw_event.get("data", {})),
                         **metadata.relation_metadata(warehouse, ".".join(key.path)),
+                        **metadata.data_folder_metadata(store.root),
                     }
                 )
             yield event

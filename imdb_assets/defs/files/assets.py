@@ -8,14 +8,18 @@ changed: an unchanged file is not downloaded (conditional GET), its Parquet is r
 (`reloaded: false`). Each layer's data version is the raw file's sha256, so an unchanged file leaves every
 downstream dbt model fresh in Dagster's eyes (see `imdb_assets.defs.dbt.staleness`). Release order is kept: a
 release dated before the one the platform holds is refused by the download, before the local copy is touched, and
-again by the load (`imdb_assets.release`).
+again by the load (`imdb_assets.release`). Before it writes, a step estimates the disk it needs and is refused,
+having changed nothing, when the disk cannot hold it (`imdb_assets.disk`): the estimate comes before the download,
+so it counts the file as changed.
 """
 
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     AssetsDefinition,
     AssetSpec,
     Config,
@@ -29,7 +33,7 @@ from dagster import (
     multi_asset,
 )
 
-from imdb_assets import download, load, parse, release
+from imdb_assets import disk, download, load, parse, release
 from imdb_assets.catalog import DATASETS, SCHEMA, Dataset
 from imdb_assets.defs import metadata
 from imdb_assets.defs.files.keys import VERSION_KEY, parsed_key, raw_key, table_key
@@ -201,6 +205,31 @@ def _parse(context: AssetExecutionContext, dataset: Dataset, store: LocalStore) 
     )
 
 
+def _table_bytes(warehouse: Warehouse, dataset: Dataset) -> int:
+    """The bytes of ``imdb.<table>`` now, heap and indexes (0 when there is none)."""
+    relation = f"{SCHEMA}.{dataset.table}"
+    with warehouse.connect() as conn:
+        return sum(disk.relation_sizes(conn, [relation]).get(relation, (0, 0)))
+
+
+def _refuse_without_room(
+    dataset: Dataset, layers: AbstractSet[AssetKey], store: LocalStore, warehouse: Warehouse
+) -> None:
+    """Refuse the step before it starts when the disk cannot hold what it would write if the file changed, as large
+    as the last refresh's: a new raw file, a new frame and a new table, each beside the one it replaces. The table
+    counts only on the embedded server: another server's disk is not the data folder's."""
+    copy = download.LocalCopy.read(store.raw_path(dataset))
+    frame = parse.ParseResult.read(store.parquet_path(dataset))
+    need = {}
+    if raw_key(dataset) in layers and copy is not None:
+        need["raw file"] = copy.bytes
+    if parsed_key(dataset) in layers and frame is not None:
+        need["Parquet"] = frame.parquet_bytes
+    if table_key(dataset) in layers and warehouse.embedded:
+        need["table"] = _table_bytes(warehouse, dataset)
+    disk.refuse_without_room(f"refreshing {dataset.file_name}", need, store.root, store.disk_safety_factor)
+
+
 def _load(
     context: AssetExecutionContext,
     dataset: Dataset,
@@ -220,6 +249,14 @@ def _load(
         context.log.info(f"{SCHEMA}.{dataset.table} is already built from this copy of {dataset.file_name}")
         reloaded, rows, work = False, current.rows, {}
     else:
+        if warehouse.embedded:
+            # Now that the frame's rows are known: the new table at the current one's bytes per row.
+            table = disk.table_estimate(
+                parsed.rows, current.rows if current else None, _table_bytes(warehouse, dataset), parsed.parquet_bytes
+            )
+            disk.refuse_without_room(
+                f"loading {SCHEMA}.{dataset.table}", {"table": table}, store.root, store.disk_safety_factor
+            )
         result = load.load_table(
             dataset,
             str(parquet),
@@ -249,6 +286,7 @@ def _load(
             "rejects": parsed.rejects,
             "rejects_path": MetadataValue.path(str(store.rejects_path(dataset))),
             **metadata.relation_metadata(warehouse, f"{SCHEMA}.{dataset.table}"),
+            **metadata.data_folder_metadata(store.root),
             "source_sha256": parsed.source_sha256,
             **_source(parsed.source_url, parsed.source_last_modified),
             "dagster/column_schema": column_schema(dataset),
@@ -274,6 +312,7 @@ def build_file_assets(dataset: Dataset) -> AssetsDefinition:
         warehouse: Warehouse,
     ) -> Iterator[MaterializeResult]:
         selected = context.selected_asset_keys
+        _refuse_without_room(dataset, selected, store, warehouse)
         if raw_key(dataset) in selected:
             yield _download(context, dataset, config, source, store, warehouse)
         if parsed_key(dataset) in selected:
