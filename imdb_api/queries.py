@@ -179,4 +179,10 @@ ORDER BY sum(g.titles) DESC, g.genre"""
 
 DATASETS = """SELECT table_name, rows, source_last_modified, loaded_at FROM imdb_meta.loads"""
 
+# The release the data comes from (imdb_api/release.py): each table's file and swap, and the marts' relations.
+RELEASE_LOADS = """SELECT table_name, source_sha256, loaded_at, source_last_modified FROM imdb_meta.loads
+ORDER BY table_name"""
+MART_RELATIONS = """SELECT array_agg(c.oid::bigint ORDER BY c.oid) FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'imdb_marts'"""
+
 READY = """SELECT array_agg(name) FILTER (WHERE to_regclass(name) IS NULL) FROM unnest(%s::text[]) AS name"""
