@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imdb_api import queries
+from imdb_assets.database import one_row
 
 CHECK_SECONDS = 1.0
 # Where the release dependency leaves an answer's headers for ReleaseHeaders, in the request's ASGI scope.
@@ -73,7 +74,7 @@ class ReleaseWatch:
     async def _read(self) -> Release:
         async with self.pool.connection() as conn:
             loads = await (await conn.execute(queries.RELEASE_LOADS)).fetchall()
-            marts = (await (await conn.execute(queries.MART_RELATIONS)).fetchone() or (None,))[0]
+            marts = one_row(await (await conn.execute(queries.MART_RELATIONS)).fetchone())[0]
         digest = hashlib.blake2b(repr((loads, marts)).encode(), digest_size=8).hexdigest()
         dates = [http_date(last_modified) or loaded_at for _, _, loaded_at, last_modified in loads]
         return Release(digest, format_datetime(max(dates).astimezone(UTC), usegmt=True) if dates else None)

@@ -271,8 +271,11 @@ def test_answers_carry_their_release_and_a_client_holding_one_gets_a_304(api_wor
     assert after.status_code == 200 and after.json() == TWIN_HEARTS and after.headers["etag"] != etag
 
 
-def test_a_304_needs_a_valid_key_first(api_world: ApiWorld, reader) -> None:
+def test_a_304_needs_a_valid_key_first_and_a_malformed_if_none_match_is_a_200(api_world: ApiWorld, reader) -> None:
     etag = reader.get("/v1/datasets").headers["etag"]
+    for malformed in ("", ",,", "W/", '"unterminated', '*, "x"', "x" * 1000):
+        response = reader.get("/v1/datasets", headers={"If-None-Match": malformed})
+        assert response.status_code == 200 and response.headers["etag"] == etag, malformed
     for key in (None, "imdbk_" + "x" * 43):
         with api_world.api.client(key) as client:
             for held in (etag, "*"):
