@@ -21,6 +21,7 @@ from imdb_api import database, queries
 from imdb_api.auth import KeyChecker
 from imdb_api.common import errors
 from imdb_api.errors import ApiError, error_response, install
+from imdb_api.release import NotModified, ReleaseHeaders, ReleaseWatch, not_modified_response
 from imdb_api.routers import admin, charts, datasets, health, names, search, titles
 from imdb_api.runs import Runs
 from imdb_assets import settings as platform_settings
@@ -120,6 +121,7 @@ def create_app(settings: platform_settings.Settings | None = None) -> FastAPI:
         app.state.pool = pool
         app.state.keys = KeyChecker(pool, settings.api_key_cache_seconds, settings.api_rate_limit)
         app.state.runs = Runs(settings.dagster_url)
+        app.state.release = ReleaseWatch(pool)
         # What start-up allocated lives as long as the process: out of the collector's way, a full collection stays
         # short and the slowest requests fast.
         gc.freeze()
@@ -136,6 +138,8 @@ def create_app(settings: platform_settings.Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install(app)
+    app.add_exception_handler(NotModified, not_modified_response)
+    app.add_middleware(ReleaseHeaders)
     app.add_middleware(LimitRequestSize)
     # What any route may answer: an unknown query parameter, the middleware's limits, an unexpected error.
     any_route = errors(

@@ -14,6 +14,7 @@ from fastapi import Depends, Path, Query, Request, Response
 from imdb_api import models
 from imdb_api.auth import Caller, require
 from imdb_api.errors import ApiError
+from imdb_api.release import release_tag
 
 TCONST = r"^tt\d{7,10}$"
 NCONST = r"^nm\d{7,10}$"
@@ -30,6 +31,8 @@ Year = Annotated[int | None, Query(ge=1800, le=2100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 
 reader_key = Depends(require("read"))
+# A read route's dependencies: the key first, then the release its answer comes from (a 304 only for a valid key).
+READ_ROUTE = [reader_key, release_tag]
 Operator = Annotated[Caller, Depends(require("operate"))]
 Admin = Annotated[Caller, Depends(require("manage_keys"))]
 
@@ -57,6 +60,26 @@ ERROR_HEADERS = {
 }
 # What every route that needs a key may answer: the key is checked against the database, and rate-limited.
 KEYED_ROUTE_ERRORS = (401, 429, 503)
+# The headers and the 304 of a read route's answer, whose ETag and Last-Modified are the release's (release.py).
+_RELEASE_HEADERS = {
+    "ETag": {
+        "description": "The release the answer comes from, and its URL: send it back as If-None-Match.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Last-Modified": {"description": "When IMDb published the release's newest file.", "schema": {"type": "string"}},
+}
+RELEASE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The answer.", "headers": _RELEASE_HEADERS},
+    304: {"description": "If-None-Match names this answer's ETag: unchanged, no body.", "headers": _RELEASE_HEADERS},
+}
+
+
+def read_route_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI's ``responses`` of a read route: a keyed route's errors, these, and the release's 200 and 304."""
+    return errors(*KEYED_ROUTE_ERRORS, *statuses) | RELEASE_RESPONSES
+
+
 BAD_CURSOR = (400, "A query parameter the route does not take, or a cursor not made by this route.")
 
 

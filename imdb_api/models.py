@@ -170,6 +170,8 @@ class DatasetFreshness(Model):
     """Rows of the table's last load; null for a mart."""
     source_last_modified: str | None
     """The file's Last-Modified when it was downloaded."""
+    release_date: str | None
+    """The day IMDb published the loaded file (its Last-Modified, in UTC), as an ISO date."""
     loaded_at: str | None
     """When the table was last swapped in."""
     heap_bytes: int | None

@@ -189,4 +189,10 @@ CROSS JOIN LATERAL (SELECT sum(pg_table_size(relid))::bigint, sum(pg_indexes_siz
 WHERE n.nspname IN ('imdb', 'imdb_marts') AND c.relkind IN ('r', 'p') AND c.relname !~ '__dbt_(tmp|backup)$'
 ORDER BY n.nspname, c.relname"""
 
+# The release the data comes from (imdb_api/release.py): each table's file and swap, and the marts' relations.
+RELEASE_LOADS = """SELECT table_name, source_sha256, loaded_at, source_last_modified FROM imdb_meta.loads
+ORDER BY table_name"""
+MART_RELATIONS = """SELECT array_agg(c.oid::bigint ORDER BY c.oid) FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'imdb_marts'"""
+
 READY = """SELECT array_agg(name) FILTER (WHERE to_regclass(name) IS NULL) FROM unnest(%s::text[]) AS name"""

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,9 +244,52 @@ def test_charts_stats_and_datasets(reader) -> None:
         assert item["heap_bytes"] > 0 and item["index_bytes"] >= 0, item
     assert datasets["title.ratings.tsv.gz"]["index_bytes"] > 0 and marts["imdb_marts.titles"]["index_bytes"] > 0
     assert datasets["title.ratings.tsv.gz"]["source_last_modified"].endswith("GMT")
+    published = parsedate_to_datetime(datasets["title.ratings.tsv.gz"]["source_last_modified"])
+    assert datasets["title.ratings.tsv.gz"]["release_date"] == published.date().isoformat()
     assert datetime.fromisoformat(
         datasets["title.basics.tsv.gz"]["loaded_at"]
     ) > datetime.now().astimezone() - timedelta(hours=1)
+
+
+def test_answers_carry_their_release_and_a_client_holding_one_gets_a_304(api_world: ApiWorld, reader) -> None:
+    """ETag and Last-Modified of the release behind an answer; If-None-Match naming it (alone, in a list, or `*`)
+    gets a 304 without a body; another URL, an error, or a new load of a table gets a full answer again."""
+    first = reader.get("/v1/titles/tt0000001")
+    etag, last_modified = first.headers["etag"], first.headers["last-modified"]
+    assert etag.startswith('W/"') and first.headers["cache-control"] == "no-cache"
+    newest = max(parsedate_to_datetime(d["source_last_modified"]) for d in reader.get("/v1/datasets").json()["items"])
+    assert parsedate_to_datetime(last_modified) == newest
+    for held in (etag, f'"other", {etag}', etag.removeprefix("W/"), "*"):
+        again = reader.get("/v1/titles/tt0000001", headers={"If-None-Match": held})
+        assert again.status_code == 304 and again.content == b"", held
+        assert again.headers["etag"] == etag and again.headers["last-modified"] == last_modified
+    assert reader.get("/v1/titles/tt0000001", headers={"If-None-Match": '"other"'}).json() == TWIN_HEARTS
+    other_url = reader.get("/v1/titles/tt0000002", headers={"If-None-Match": etag})
+    assert other_url.status_code == 200 and other_url.headers["etag"] != etag
+    missing = reader.get("/v1/titles/tt0009999", headers={"If-None-Match": "*"})
+    assert missing.status_code == 404 and "etag" not in missing.headers
+    # A load swaps a table in and records it, as here: the release, and so every ETag, changes within a second.
+    with psycopg.connect(api_world.db_url, autocommit=True) as conn:
+        conn.execute("UPDATE imdb_meta.loads SET loaded_at = now() WHERE table_name = 'title_ratings'")
+    deadline = time.monotonic() + 5
+    while (after := reader.get("/v1/titles/tt0000001", headers={"If-None-Match": etag})).status_code == 304:
+        assert time.monotonic() < deadline, "the ETag did not change after a load"
+        time.sleep(0.5)
+    assert after.status_code == 200 and after.json() == TWIN_HEARTS and after.headers["etag"] != etag
+
+
+def test_a_304_needs_a_valid_key_first_and_a_malformed_if_none_match_is_a_200(api_world: ApiWorld, reader) -> None:
+    etag = reader.get("/v1/datasets").headers["etag"]
+    for malformed in ("", ",,", "W/", '"unterminated', '*, "x"', "x" * 1000):
+        response = reader.get("/v1/datasets", headers={"If-None-Match": malformed})
+        assert response.status_code == 200 and response.headers["etag"] == etag, malformed
+    for key in (None, "imdbk_" + "x" * 43):
+        with api_world.api.client(key) as client:
+            for held in (etag, "*"):
+                response = client.get("/v1/datasets", headers={"If-None-Match": held})
+                assert response.status_code == 401 and "etag" not in response.headers
+    with api_world.api.client() as anonymous:
+        assert "etag" not in anonymous.get("/healthz").headers
 
 
 def test_answers_match_the_models_openapi_documents(api_world: ApiWorld, reader) -> None:
@@ -354,23 +398,23 @@ def test_a_body_over_16_kib_gets_a_413_whether_its_length_is_given_or_not(api_wo
 # Every status each route documents in /openapi.json: exactly those it can answer. Any route may answer 400 (an
 # unknown query parameter), 413, 414 (the middleware's limits) and 500; one that needs a key, 401, 429 and 503
 # (keys are checked in the database); 403 only where a reader's key is not enough, 404 only with an id in the
-# path, 422 only with parameters or a body.
+# path, 422 only with parameters or a body; 304 on a read route, whose answers carry their release's ETag.
 DOCUMENTED_STATUSES = {
     "GET /healthz": "200 400 413 414 500",
     "GET /readyz": "200 400 413 414 500 503",
-    "GET /v1/titles/{tconst}": "200 400 401 404 413 414 422 429 500 503",
-    "GET /v1/titles": "200 400 401 413 414 422 429 500 503",
-    "GET /v1/titles/{tconst}/credits": "200 400 401 404 413 414 422 429 500 503",
-    "GET /v1/titles/{tconst}/akas": "200 400 401 404 413 414 422 429 500 503",
-    "GET /v1/titles/{tconst}/similar": "200 400 401 404 413 414 422 429 500 503",
-    "GET /v1/titles/{tconst}/episodes": "200 400 401 404 413 414 422 429 500 503",
-    "GET /v1/search/titles": "200 400 401 413 414 422 429 500 503",
-    "GET /v1/search/names": "200 400 401 413 414 422 429 500 503",
-    "GET /v1/names/{nconst}": "200 400 401 404 413 414 422 429 500 503",
-    "GET /v1/names/{nconst}/filmography": "200 400 401 404 413 414 422 429 500 503",
-    "GET /v1/charts/top": "200 400 401 413 414 422 429 500 503",
-    "GET /v1/stats/genres": "200 400 401 413 414 422 429 500 503",
-    "GET /v1/datasets": "200 400 401 413 414 429 500 503",
+    "GET /v1/titles/{tconst}": "200 304 400 401 404 413 414 422 429 500 503",
+    "GET /v1/titles": "200 304 400 401 413 414 422 429 500 503",
+    "GET /v1/titles/{tconst}/credits": "200 304 400 401 404 413 414 422 429 500 503",
+    "GET /v1/titles/{tconst}/akas": "200 304 400 401 404 413 414 422 429 500 503",
+    "GET /v1/titles/{tconst}/similar": "200 304 400 401 404 413 414 422 429 500 503",
+    "GET /v1/titles/{tconst}/episodes": "200 304 400 401 404 413 414 422 429 500 503",
+    "GET /v1/search/titles": "200 304 400 401 413 414 422 429 500 503",
+    "GET /v1/search/names": "200 304 400 401 413 414 422 429 500 503",
+    "GET /v1/names/{nconst}": "200 304 400 401 404 413 414 422 429 500 503",
+    "GET /v1/names/{nconst}/filmography": "200 304 400 401 404 413 414 422 429 500 503",
+    "GET /v1/charts/top": "200 304 400 401 413 414 422 429 500 503",
+    "GET /v1/stats/genres": "200 304 400 401 413 414 422 429 500 503",
+    "GET /v1/datasets": "200 304 400 401 413 414 429 500 503",
     "POST /v1/refresh": "202 400 401 403 413 414 422 429 500 503",
     "GET /v1/runs/{run_id}": "200 400 401 403 404 413 414 422 429 500 503",
     "POST /v1/keys": "201 400 401 403 413 414 422 429 500 503",

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from imdb_api import models, queries
-from imdb_api.common import KEYED_ROUTE_ERRORS, WORD, Limit, Year, errors, fetch_all, items_response, reader_key
+from imdb_api.common import READ_ROUTE, WORD, Limit, Year, fetch_all, items_response, read_route_responses
 
-router = APIRouter(tags=["charts"], dependencies=[reader_key], responses=errors(*KEYED_ROUTE_ERRORS, 422))
+router = APIRouter(tags=["charts"], dependencies=READ_ROUTE, responses=read_route_responses(422))
 
 
 @router.get("/v1/charts/top", summary="Best rated titles", response_model=models.Items[models.TitleSummary])

@@ -1,15 +1,17 @@
-"""What is loaded and built: rows and freshness per table, from the load log, and each table's and mart's size."""
+"""What is loaded and built: rows, release date and freshness per table, from the load log, and each table's and
+mart's size."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
 from imdb_api import models, queries
-from imdb_api.common import KEYED_ROUTE_ERRORS, errors, fetch_all, reader_key
+from imdb_api.common import READ_ROUTE, fetch_all, read_route_responses
 from imdb_api.database import MARTS_SCHEMA
+from imdb_api.release import http_date
 from imdb_assets.catalog import DATASETS, SCHEMA
 
-router = APIRouter(tags=["datasets"], dependencies=[reader_key], responses=errors(*KEYED_ROUTE_ERRORS))
+router = APIRouter(tags=["datasets"], dependencies=READ_ROUTE, responses=read_route_responses())
 
 
 @router.get(
@@ -27,6 +29,7 @@ async def datasets(request: Request) -> dict:
     for dataset in DATASETS:
         rows, last_modified, loaded_at = loads.get(dataset.table, (None, None, None))
         heap, indexes = sizes.get((SCHEMA, dataset.table), (None, None))
+        published = http_date(last_modified)
         items.append(
             {
                 "kind": "table",
@@ -34,6 +37,7 @@ async def datasets(request: Request) -> dict:
                 "table": f"{SCHEMA}.{dataset.table}",
                 "rows": rows,
                 "source_last_modified": last_modified,
+                "release_date": published.date().isoformat() if published else None,
                 "loaded_at": loaded_at.isoformat() if loaded_at else None,
                 "heap_bytes": heap,
                 "index_bytes": indexes,
@@ -48,6 +52,7 @@ async def datasets(request: Request) -> dict:
                     "table": f"{schema}.{name}",
                     "rows": None,
                     "source_last_modified": None,
+                    "release_date": None,
                     "loaded_at": None,
                     "heap_bytes": heap,
                     "index_bytes": indexes,

@@ -8,7 +8,7 @@ from imdb_api import models, queries
 from imdb_api.common import (
     BAD_CURSOR,
     CATEGORY,
-    KEYED_ROUTE_ERRORS,
+    READ_ROUTE,
     TCONST,
     Cursor,
     Limit,
@@ -19,11 +19,11 @@ from imdb_api.common import (
     is_int4,
     matching,
     page_response,
-    reader_key,
+    read_route_responses,
     rows_if_found,
 )
 
-router = APIRouter(tags=["names"], dependencies=[reader_key], responses=errors(*KEYED_ROUTE_ERRORS))
+router = APIRouter(tags=["names"], dependencies=READ_ROUTE, responses=read_route_responses())
 NO_PERSON = (404, "No person has this id.")
 
 

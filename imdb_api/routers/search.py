@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from imdb_api import models, queries
-from imdb_api.common import KEYED_ROUTE_ERRORS, NO_NUL, Limit, errors, fetch_all, items_response, reader_key
+from imdb_api.common import NO_NUL, READ_ROUTE, Limit, fetch_all, items_response, read_route_responses
 from imdb_api.errors import ApiError
 
 SEARCHES = {"titles": (queries.SEARCH_RATED_TITLES, queries.SEARCH_TITLES), "names": (None, queries.SEARCH_NAMES)}
@@ -16,8 +16,8 @@ Text = Annotated[str, Query(min_length=1, max_length=200, pattern=NO_NUL)]
 
 router = APIRouter(
     tags=["search"],
-    dependencies=[reader_key],
-    responses=errors(*KEYED_ROUTE_ERRORS, (422, "A parameter is not valid, or q has no letter or digit.")),
+    dependencies=READ_ROUTE,
+    responses=read_route_responses((422, "A parameter is not valid, or q has no letter or digit.")),
 )
 
 

@@ -12,7 +12,7 @@ from imdb_api.common import (
     BAD_CURSOR,
     CATEGORY,
     CURSOR_NOT_VALID,
-    KEYED_ROUTE_ERRORS,
+    READ_ROUTE,
     TCONST,
     WORD,
     Cursor,
@@ -26,12 +26,12 @@ from imdb_api.common import (
     items_response,
     matching,
     page_response,
-    reader_key,
+    read_route_responses,
     rows_if_found,
 )
 from imdb_api.errors import ApiError
 
-router = APIRouter(tags=["titles"], dependencies=[reader_key], responses=errors(*KEYED_ROUTE_ERRORS))
+router = APIRouter(tags=["titles"], dependencies=READ_ROUTE, responses=read_route_responses())
 A_TITLE_ERRORS = errors((404, "No title has this id."), 422)
 # The key a cursor of each sort carries, as the query compares it: an integer, or a decimal rating.
 SORT_KEYS = {"votes": "[0-9]{1,9}", "year": "[0-9]{1,9}", "rating": r"[0-9]{1,9}(\.[0-9]{1,9})?"}
