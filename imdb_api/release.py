@@ -15,8 +15,8 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from datetime import UTC
+from email.utils import format_datetime
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imdb_api import queries
 from imdb_assets.database import one_row
+from imdb_assets.release import release_date
 
 CHECK_SECONDS = 1.0
 # Where the release dependency leaves an answer's headers for ReleaseHeaders, in the request's ASGI scope.
@@ -39,17 +40,6 @@ class Release:
     tag: str
     last_modified: str | None
     """The newest file's Last-Modified (or, for a file without one, its swap), as an HTTP date."""
-
-
-def http_date(text: str | None) -> datetime | None:
-    """An HTTP date (a file's Last-Modified as recorded), or None for none or one that does not parse."""
-    if not text:
-        return None
-    try:
-        parsed = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class ReleaseWatch:
@@ -76,7 +66,7 @@ class ReleaseWatch:
             loads = await (await conn.execute(queries.RELEASE_LOADS)).fetchall()
             marts = one_row(await (await conn.execute(queries.MART_RELATIONS)).fetchone())[0]
         digest = hashlib.blake2b(repr((loads, marts)).encode(), digest_size=8).hexdigest()
-        dates = [http_date(last_modified) or loaded_at for _, _, loaded_at, last_modified in loads]
+        dates = [release_date(last_modified) or loaded_at for _, _, loaded_at, last_modified in loads]
         return Release(digest, format_datetime(max(dates).astimezone(UTC), usegmt=True) if dates else None)
 
 

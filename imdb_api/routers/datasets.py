@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from imdb_api import models, queries
 from imdb_api.common import READ_ROUTE, fetch_all, read_route_responses
 from imdb_api.database import MARTS_SCHEMA
-from imdb_api.release import http_date
 from imdb_assets.catalog import DATASETS, SCHEMA
+from imdb_assets.release import release_date
 
 router = APIRouter(tags=["datasets"], dependencies=READ_ROUTE, responses=read_route_responses())
 
@@ -29,7 +29,7 @@ async def datasets(request: Request) -> dict:
     for dataset in DATASETS:
         rows, last_modified, loaded_at = loads.get(dataset.table, (None, None, None))
         heap, indexes = sizes.get((SCHEMA, dataset.table), (None, None))
-        published = http_date(last_modified)
+        published = release_date(last_modified)
         items.append(
             {
                 "kind": "table",
