@@ -38,6 +38,7 @@ import psycopg
 from imdb_assets import database, release
 from imdb_assets.catalog import SCHEMA, Dataset
 from imdb_assets.load.ddl import (
+    CHANGE_LOG,
     LOCK_CLASS,
     META_SCHEMA,
     PARTITION_SCHEMA,
@@ -54,6 +55,7 @@ from imdb_assets.load.swap import RefreshRefused, refresh_materialized_views, re
 from imdb_assets.settings import cpu_count
 
 __all__ = [
+    "CHANGE_LOG",
     "META_SCHEMA",
     "MIN_PART_ROWS",
     "PARTITION_SCHEMA",

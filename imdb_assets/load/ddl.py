@@ -12,11 +12,25 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from imdb_assets import history
 from imdb_assets.catalog import SCHEMA, Column, Dataset
 
 PARTITION_SCHEMA = "imdb_partitions"
 META_SCHEMA = "imdb_meta"
 LOCK_CLASS = 7_041_933  # advisory-lock namespace for this platform's loads
+CHANGE_LOG = "changes"
+# The change log: each load's changed rows by key, in the transaction that changed the table, for incremental models
+# to read by id. A full load (no earlier release to compare with, or churn above the diff threshold) records one
+# 'reload' row without a key: anything in the table may have changed.
+CHANGE_LOG_SQL = f"""CREATE TABLE IF NOT EXISTS {META_SCHEMA}.{CHANGE_LOG} (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    release_date date NOT NULL,
+    table_name text NOT NULL,
+    key text[] COLLATE "C",  -- the row's primary key values, in the catalog's order; NULL for a 'reload'
+    change text NOT NULL CHECK (change IN ('insert', 'update', 'delete', 'reload')),
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    CHECK ((change = 'reload') = (key IS NULL))
+)"""
 
 
 def qualified(schema: str, table: str) -> sql.Composed:
@@ -86,6 +100,8 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
                 source_last_modified text  -- the raw file's, for clients that judge freshness by IMDb's release
             )"""
         )
+        conn.execute(CHANGE_LOG_SQL)
+        history.ensure_table(conn)
 
 
 def platform_comment(dataset: Dataset) -> str:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from imdb_assets import history
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.dbt import PROJECT_DIR
-from imdb_assets.load import META_SCHEMA
+from imdb_assets.load import CHANGE_LOG, META_SCHEMA
 from imdb_assets.settings import Settings, variable_name
 
 SOURCES_YML = PROJECT_DIR / "models" / "staging" / "_imdb__sources.yml"
@@ -61,15 +62,41 @@ def sources_yaml() -> str:
         }
         for dataset in DATASETS
     ]
+    tables.append(
+        {
+            "name": history.HISTORY_TABLE,
+            "description": history.HISTORY_COMMENT,
+            "config": {"loaded_at_query": loaded_at_query(history.RATINGS_TABLE)},
+            "columns": [
+                {"name": name, "description": comment, "data_type": data_type}
+                for (name, comment), data_type in zip(
+                    history.COLUMN_COMMENTS.items(), history.COLUMN_TYPES, strict=True
+                )
+            ],
+        }
+    )
     document = {
         "sources": [
             {
                 "name": SCHEMA,
                 "schema": SCHEMA,
-                "description": "The seven IMDb files, typed and loaded by the platform's table assets.",
+                "description": "The seven IMDb files, typed and loaded by the platform's table assets, and the "
+                "ratings history their loads keep.",
                 "config": {"freshness": FRESHNESS},
                 "tables": tables,
-            }
+            },
+            {
+                "name": META_SCHEMA,
+                "schema": META_SCHEMA,
+                "description": "What the platform's loads record.",
+                "tables": [
+                    {
+                        "name": CHANGE_LOG,
+                        "description": "Each load's changed rows by table and key (a 'reload' row: a full load, "
+                        "anything may have changed), in id order.",
+                    }
+                ],
+            },
         ]
     }
     header = "# Generated from imdb_assets/catalog.py by `python -m imdb_assets.defs.dbt.sources`; do not edit.\n"
