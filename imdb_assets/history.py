@@ -53,26 +53,46 @@ def ensure_table(conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(target, sql.Literal(comment)))
 
 
-# Rows that differ from each title's latest history row: a title rated now whose values moved (or that had none),
-# or a title unrated now whose latest row still has values.
-_APPEND_FROM_TABLE = f"""
+_TABLE = f"{SCHEMA}.{HISTORY_TABLE}"
+_ON_CONFLICT = """ON CONFLICT (tconst, valid_from) DO UPDATE
+SET average_rating = excluded.average_rating, num_votes = excluded.num_votes"""
+
+
+def append_from_table_sql(day: date) -> str:
+    """After ``imdb.title_ratings`` took a release of ``day``: append the rows that differ from each title's latest
+    history row (a title rated now whose values moved, or that had none; a title unrated now whose latest row still
+    has values). What a full load runs, which has no diff to go by."""
+    return (
+        sql.SQL(f"""
 WITH latest AS (
-    SELECT DISTINCT ON (tconst) tconst, average_rating, num_votes
-    FROM {SCHEMA}.{HISTORY_TABLE} ORDER BY tconst, valid_from DESC
+    SELECT DISTINCT ON (tconst) tconst, average_rating, num_votes FROM {_TABLE} ORDER BY tconst, valid_from DESC
 )
-INSERT INTO {SCHEMA}.{HISTORY_TABLE} (tconst, valid_from, average_rating, num_votes)
-SELECT coalesce(r.tconst, l.tconst), %(day)s, r.average_rating, r.num_votes
+INSERT INTO {_TABLE} (tconst, valid_from, average_rating, num_votes)
+SELECT coalesce(r.tconst, l.tconst), {{day}}, r.average_rating, r.num_votes
 FROM {SCHEMA}.{RATINGS_TABLE} r FULL JOIN latest l ON l.tconst = r.tconst
 WHERE (r.tconst IS NULL AND l.num_votes IS NOT NULL)
    OR (r.tconst IS NOT NULL AND (l.tconst IS NULL
        OR (r.average_rating, r.num_votes) IS DISTINCT FROM (l.average_rating, l.num_votes)))
-ON CONFLICT (tconst, valid_from) DO UPDATE
-SET average_rating = excluded.average_rating, num_votes = excluded.num_votes
-"""
+{_ON_CONFLICT}""")
+        .format(day=sql.Literal(day))
+        .as_string(None)
+    )
 
 
-def append_from_table(conn: psycopg.Connection, day: date) -> int:
-    """In the caller's transaction, after ``imdb.title_ratings`` took a release of ``day``: append what differs
-    from the history's latest rows. Returns the rows appended."""
-    ensure_table(conn)
-    return conn.execute(_APPEND_FROM_TABLE, {"day": day}).rowcount
+def append_from_diff_sql(day: date, rows: str, deleted: str) -> str:
+    """The diff's own rows as history: ``rows`` (a table of the inserted and changed rows of title_ratings) and
+    ``deleted`` (of the deleted keys), valid from ``day``. Exact when the history's latest rows are the table's
+    state before the diff, which every load keeps so."""
+    return (
+        sql.SQL(f"""
+INSERT INTO {_TABLE} (tconst, valid_from, average_rating, num_votes)
+SELECT tconst, {{day}}, average_rating, num_votes FROM {rows}
+UNION ALL
+SELECT tconst, {{day}}, NULL, NULL FROM {deleted}
+{_ON_CONFLICT}""")
+        .format(day=sql.Literal(day))
+        .as_string(None)
+    )
+
+
+IS_EMPTY_SQL = f"SELECT NOT EXISTS (SELECT FROM {_TABLE})"

@@ -9,7 +9,7 @@ file from being loaded twice). Equal dates are not older: a file republished the
 from __future__ import annotations
 
 import email.utils
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 # The run configuration that lets an operator take an older release on purpose (docs/operations.md).
 ALLOW_OLDER_RELEASE = "allow_older_release"
@@ -29,6 +29,11 @@ def release_date(last_modified: str | None) -> datetime | None:
         return None
     # RFC 5322's "-0000" zone parses to a naive datetime; HTTP dates are always GMT.
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def release_day(last_modified: str | None) -> date:
+    """The day a release is of, from its Last-Modified (today, in UTC, for a release without a date)."""
+    return (release_date(last_modified) or datetime.now(UTC)).date()
 
 
 def newest(*last_modified: str | None) -> str | None:

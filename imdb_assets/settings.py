@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     load_connections: int | None = Field(
         None, ge=1, description="Connections a table load may use at most (default: the CPUs this container may use)."
     )
+    diff_max_share: float = Field(
+        0.2,
+        ge=0,
+        description="A release changing more than this share of a table's rows (inserted, changed, deleted) is "
+        "loaded whole rather than applied as a diff; 0 always loads whole.",
+    )
     disk_safety_factor: float = Field(
         2.0,
         ge=0,

@@ -18,7 +18,7 @@ from imdb_assets.catalog import BY_STEM, DATASETS, SCHEMA, Dataset
 from imdb_assets.defs.dbt.assets import build_dbt_assets, imdb_dbt_models
 from imdb_assets.defs.dbt.project import project
 from imdb_assets.defs.files.assets import imdb_file_assets
-from imdb_assets.defs.files.keys import parsed_key, raw_key, table_key
+from imdb_assets.defs.files.keys import HISTORY_KEY, parsed_key, raw_key, table_key
 from imdb_assets.defs.resources import ImdbSource, LocalStore, Warehouse
 from imdb_assets.settings import Settings
 from imdb_dev.generator import generate
@@ -126,7 +126,10 @@ class Platform:
     ):
         """Materialize these files' layers; with `models`, also the dbt models downstream of them (of
         ``dbt_project``, a prepared copy of the platform's project that a test edited, else the platform's)."""
-        selection = AssetSelection.assets(*[layer(d) for d in (datasets or DATASETS) for layer in layers])
+        keys = [layer(d) for d in (datasets or DATASETS) for layer in layers]
+        if table_key(RATINGS) in keys:  # the ratings history is appended by the same load
+            keys.append(HISTORY_KEY)
+        selection = AssetSelection.assets(*keys)
         if models:
             selection = selection | selection.downstream()
         dbt_models, resources = imdb_dbt_models, self.resources

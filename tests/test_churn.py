@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from imdb_assets import churn
+from imdb_assets import churn, diff, parse
 from imdb_assets.catalog import BY_STEM, DATASETS
 from imdb_dev.releases import CHURN_RECORD, Churn, ReleaseRecord, generate_releases
 from tests.test_sample import classify, column, rows, sort_key
@@ -167,7 +167,21 @@ def test_the_command_prints_the_churn_and_its_json(releases: list[Path]) -> None
     assert missing.returncode == 2 and "/nonexistent is not a folder" in missing.stderr
 
 
-def test_partitioned_comparison_counts_the_same(releases: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large files are joined in partitions of their keys' hash: the counts do not depend on it."""
-    monkeypatch.setattr(churn, "PARTITION_ROWS", 100)
+def test_partitioned_comparison_counts_the_same(
+    releases: list[Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Large files are joined in ranges of their keys: the counts do not depend on it."""
+    monkeypatch.setattr(diff, "PARTITION_ROWS", 100)
+    monkeypatch.setattr(parse, "ROW_GROUP_ROWS", 50)  # row groups to cut ranges at
     assert counts(churn.measure(releases[0], releases[1])) == truth(releases[1])
+    principals = BY_STEM["title.principals"]
+    frame = tmp_path / "principals.parquet"
+    rows = parse.parse_file(
+        principals,
+        releases[1] / principals.file_name,
+        frame,
+        tmp_path / "rejects.tsv",
+        source_sha256="",
+        max_reject_fraction=0,
+    ).rows
+    assert len(diff.key_ranges(principals, frame, rows)) > 10

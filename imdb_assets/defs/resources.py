@@ -56,6 +56,11 @@ class LocalStore(ConfigurableResource):
     def rejects_path(self, dataset: Dataset) -> Path:
         return self.root / "rejects" / f"{dataset.table}.tsv"
 
+    @property
+    def kept_dir(self) -> Path:
+        """The frames the tables hold, kept by the loads to compare the next release with."""
+        return self.root / "loaded"
+
 
 class Warehouse(ConfigurableResource):
     """The PostgreSQL holding the `imdb` schema (`DATABASE_URL`, or the embedded server under the data folder), and
@@ -65,6 +70,8 @@ class Warehouse(ConfigurableResource):
     data_dir: str
     load_connections: int | None = None
     """Connections one table load uses at most (default: one per CPU); never more than the server has free."""
+    diff_max_share: float = 0.2
+    """A release changing more than this share of a table's rows is loaded whole rather than as a diff."""
 
     @property
     def embedded(self) -> bool:
@@ -102,6 +109,7 @@ def platform_resources(config: platform_settings.Settings) -> dict[str, Configur
             database_url=EnvVar("DATABASE_URL") if os.environ.get("DATABASE_URL") else "",
             data_dir=data_dir,
             load_connections=config.load_connections,
+            diff_max_share=config.diff_max_share,
         ),
     }
 

@@ -28,15 +28,24 @@ transaction that attaches them, and what it refuses).
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
+import pyarrow.parquet as pq
 
-from imdb_assets import database, release
+from imdb_assets import database, history, release
 from imdb_assets.catalog import SCHEMA, Dataset
+from imdb_assets.diff import FrameDiff, diff_frames
+from imdb_assets.load.apply import apply_diff
 from imdb_assets.load.ddl import (
     CHANGE_LOG,
     LOCK_CLASS,
@@ -56,6 +65,8 @@ from imdb_assets.settings import cpu_count
 
 __all__ = [
     "CHANGE_LOG",
+    "DIFF",
+    "FULL",
     "META_SCHEMA",
     "MIN_PART_ROWS",
     "PARTITION_SCHEMA",
@@ -68,9 +79,13 @@ __all__ = [
     "ensure_schemas",
     "index_names",
     "index_sql",
+    "kept_frame",
     "load_table",
     "primary_key_sql",
 ]
+
+
+FULL, DIFF = "full", "diff"
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,8 @@ class LoadResult:
     rows: int
     seconds: float
     refreshed_views: list[str]  # materialized views built on the table, refreshed with its new rows
+    method: str = FULL  # FULL: new partitions swapped in; DIFF: only the changed rows written
+    diff: FrameDiff | None = None  # what changed, when the frame the table held was there to compare with
 
     @property
     def rows_per_second(self) -> float:
@@ -112,6 +129,48 @@ def current_load(conn: psycopg.Connection, dataset: Dataset) -> CurrentLoad | No
     return CurrentLoad(*row) if row else None
 
 
+def kept_frame(kept_dir: Path, dataset: Dataset, source_sha256: str) -> Path:
+    """Where the load keeps the frame ``imdb.<table>`` holds, named by its raw file's sha256."""
+    return kept_dir / f"{dataset.table}.{source_sha256}.parquet"
+
+
+def _keep_frame(kept_dir: Path, dataset: Dataset, parquet: Path, source_sha256: str) -> None:
+    """Keep ``parquet`` as the frame the table now holds (a hard link: no bytes until the parse replaces the
+    frame), and drop the one it held before."""
+    kept_dir.mkdir(parents=True, exist_ok=True)
+    target = kept_frame(kept_dir, dataset, source_sha256)
+    staged = target.with_suffix(".staged")
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(parquet, staged)
+    except OSError:  # another filesystem, or one without hard links
+        shutil.copyfile(parquet, staged)
+    os.replace(staged, target)
+    for other in kept_dir.glob(f"{dataset.table}.*.parquet"):
+        if other != target:
+            other.unlink()
+
+
+def _comparable(previous: Path, parquet: Path) -> bool:
+    """Whether two frames have the same columns and types, so that a diff between them means something."""
+    return pq.read_schema(previous).equals(pq.read_schema(parquet), check_metadata=False)
+
+
+def _record_reload(dataset: Dataset, day: date) -> Callable[[psycopg.Connection], None]:
+    """What a full load records in its swap's transaction: one 'reload' row in the change log (anything may have
+    changed) and, for title.ratings, the history's rows that differ from the new table."""
+
+    def record(conn: psycopg.Connection) -> None:
+        conn.execute(
+            f"INSERT INTO {META_SCHEMA}.{CHANGE_LOG} (release_date, table_name, change) VALUES (%s, %s, 'reload')",
+            (day, dataset.table),
+        )
+        if dataset.table == history.RATINGS_TABLE:
+            conn.execute(history.append_from_table_sql(day))
+
+    return record
+
+
 def load_table(
     dataset: Dataset,
     parquet: str,
@@ -122,15 +181,21 @@ def load_table(
     allow_older_release: bool = False,
     log: logging.Logger | None = None,
     connections: int | None = None,
+    kept_dir: Path | None = None,
+    diff_max_share: float = 0.0,
 ) -> LoadResult:
-    """Bulk-load ``parquet`` into new partitions, index and analyze them, then swap them into ``imdb.<table>``,
-    on at most ``connections`` connections at once (default: one per core). A release dated before the table's is
-    refused with OlderReleaseRefused unless ``allow_older_release``."""
+    """Load ``parquet`` into ``imdb.<table>``: as a diff when the frame the table holds is kept in ``kept_dir`` and
+    at most ``diff_max_share`` of its rows changed, else whole (new partitions bulk-loaded on at most
+    ``connections`` connections at once, default one per core, indexed, analyzed and swapped in). The frame is then
+    kept in ``kept_dir`` for the next release's diff. A release dated before the table's is refused with
+    OlderReleaseRefused unless ``allow_older_release``."""
     if connections is not None and connections < 1:
         raise ValueError(f"connections must be at least 1, not {connections}")
     log = log or logging.getLogger(__name__)
     started = time.monotonic()
     app = f"imdb_assets load {dataset.table}"
+    day = release.release_day(source_last_modified)
+    source = (source_sha256, source_last_modified)
     with database.connect(with_application_name(url, app)) as control:
         ensure_schemas(control)
         # One load per table at a time, whoever starts it (a run, a sensor-launched run, a backfill).
@@ -141,18 +206,35 @@ def load_table(
                 release.refuse_older(dataset.file_name, source_last_modified, held.source_last_modified)
             drop_unattached(control, dataset)  # a crashed load's parts
             refuse_before_the_work(control, dataset)
-            prefix = f"{dataset.table}_{secrets.token_hex(4)}"
-            cores = database.available_connections(control, connections or cpu_count())
-            # MIN_PART_ROWS is looked up here at each load, so a test can lower it (monkeypatch load.MIN_PART_ROWS).
             app_url = with_application_name(url, app)
-            rows, parts = ingest_parts(control, dataset, parquet, app_url, prefix, cores, MIN_PART_ROWS, log)
-            swap_partitions(control, dataset, parts, (source_sha256, source_last_modified), rows, log)
-            analyze_parent(control, url, dataset, parts)
+            previous = kept_frame(kept_dir, dataset, held.source_sha256) if kept_dir and held else None
+            diff = None
+            if previous is not None and previous.exists() and _comparable(previous, Path(parquet)):
+                with tempfile.TemporaryDirectory(prefix=f".diff-{dataset.table}-", dir=kept_dir) as scratch:
+                    diff = diff_frames(dataset, previous, Path(parquet), Path(scratch))
+                    if diff.share <= diff_max_share:
+                        apply_diff(app_url, dataset, diff, day, source, log)
+                        rows, method = diff.new_rows, DIFF
+                    else:
+                        log.info(
+                            f"{dataset.table}: {diff.share:.2%} of its rows changed, above the diff's "
+                            f"{diff_max_share:.2%}: loading it whole"
+                        )
+            if diff is None or diff.share > diff_max_share:
+                prefix = f"{dataset.table}_{secrets.token_hex(4)}"
+                cores = database.available_connections(control, connections or cpu_count())
+                # MIN_PART_ROWS is looked up here at each load, so a test can lower it (monkeypatch load.MIN_PART_ROWS).
+                rows, parts = ingest_parts(control, dataset, parquet, app_url, prefix, cores, MIN_PART_ROWS, log)
+                swap_partitions(control, dataset, parts, source, rows, log, _record_reload(dataset, day))
+                analyze_parent(control, url, dataset, parts)
+                method = FULL
             views = refresh_materialized_views(control, dataset, log)
+            if kept_dir is not None:
+                _keep_frame(kept_dir, dataset, Path(parquet), source_sha256)
         except BaseException:
             drop_unattached_after_failure(url, dataset)
             raise
         finally:
             if not control.closed and not control.broken:
                 control.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, dataset.table))
-    return LoadResult(rows, time.monotonic() - started, views)
+    return LoadResult(rows, time.monotonic() - started, views, method, diff)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
@@ -164,10 +165,16 @@ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s::regclass
 
 
 def swap_partitions(
-    control: psycopg.Connection, dataset: Dataset, parts: list[Part], source: tuple[str, str | None], rows: int, log
+    control: psycopg.Connection,
+    dataset: Dataset,
+    parts: list[Part],
+    source: tuple[str, str | None],
+    rows: int,
+    log,
+    record: Callable[[psycopg.Connection], None],
 ) -> None:
     """In one transaction, retried while readers hold locks: drop the partitions of ``imdb.<table>`` and attach
-    ``parts`` in their place (creating the table first if there is none)."""
+    ``parts`` in their place (creating the table first if there is none), then ``record`` what changed."""
     parent = qualified(SCHEMA, dataset.table)
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
@@ -200,6 +207,7 @@ def swap_partitions(
                             source_last_modified = excluded.source_last_modified""",
                     (dataset.table, *source, rows),
                 )
+                record(control)
             log.info(f"{SCHEMA}.{dataset.table} swapped in: {len(parts)} partition(s) attached, {len(old)} dropped")
             return
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as error:

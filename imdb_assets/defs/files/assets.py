@@ -33,10 +33,10 @@ from dagster import (
     multi_asset,
 )
 
-from imdb_assets import disk, download, load, parse, release
+from imdb_assets import disk, download, history, load, parse, release
 from imdb_assets.catalog import DATASETS, SCHEMA, Dataset
 from imdb_assets.defs import metadata
-from imdb_assets.defs.files.keys import VERSION_KEY, parsed_key, raw_key, table_key
+from imdb_assets.defs.files.keys import HISTORY_KEY, VERSION_KEY, parsed_key, raw_key, table_key
 from imdb_assets.defs.resources import ImdbSource, LocalStore, Warehouse
 
 RAW_GROUP, PARSED_GROUP, TABLE_GROUP = "raw_files", "parsed_frames", "imdb_tables"
@@ -105,7 +105,21 @@ def file_specs(dataset: Dataset) -> list[AssetSpec]:
             },
             code_version=TABLE_CODE_VERSION,
         ),
+        *([_history_spec(dataset)] if dataset.table == history.RATINGS_TABLE else []),
     ]
+
+
+def _history_spec(ratings: Dataset) -> AssetSpec:
+    return AssetSpec(
+        HISTORY_KEY,
+        deps=[table_key(ratings)],
+        group_name=TABLE_GROUP,
+        kinds={"postgres"},
+        description=f"Table {SCHEMA}.{history.HISTORY_TABLE}: {history.HISTORY_COMMENT} Appended by each load of "
+        f"{ratings.file_name}, in the transaction that changes {SCHEMA}.{ratings.table}; never rewritten.",
+        metadata={"dagster/table_name": f"{SCHEMA}.{history.HISTORY_TABLE}"},
+        code_version=TABLE_CODE_VERSION,
+    )
 
 
 def _held_release(dataset: Dataset, store: LocalStore, warehouse: Warehouse) -> str | None:
@@ -266,13 +280,17 @@ def _load(
             allow_older_release=config.allow_older_release,
             log=context.log,
             connections=warehouse.load_connections,
+            kept_dir=store.kept_dir,
+            diff_max_share=warehouse.diff_max_share,
         )
         context.log.info(
-            f"{SCHEMA}.{dataset.table}: {result.rows:,} rows in {result.seconds:.1f}s "
+            f"{SCHEMA}.{dataset.table}: {result.rows:,} rows ({result.method} load) in {result.seconds:.1f}s "
             f"({result.rows_per_second:,.0f} rows/s)"
         )
         reloaded, rows = True, result.rows
         work = {
+            "load_method": result.method,
+            **_changes(result, current),
             "seconds": round(result.seconds, 3),
             "rows_per_s": round(result.rows_per_second),
             "refreshed_views": MetadataValue.json(result.refreshed_views),
@@ -292,6 +310,40 @@ def _load(
             "dagster/column_schema": column_schema(dataset),
         },
         data_version=DataVersion(parsed.source_sha256),
+    )
+
+
+def _changes(result: load.LoadResult, held: load.CurrentLoad | None) -> dict[str, Any]:
+    """Rows inserted, changed and deleted by this release, where known: from the diff, or everything inserted by a
+    first load; a whole load of a table whose previous frame was not kept has no such figures."""
+    if result.diff is not None:
+        inserted, changed, deleted = result.diff.inserted, result.diff.changed, result.diff.deleted
+    elif held is None:
+        inserted, changed, deleted = result.rows, 0, 0
+    else:
+        return {}
+    return {"rows_inserted": inserted, "rows_changed": changed, "rows_deleted": deleted}
+
+
+def _history(context: AssetExecutionContext, ratings: Dataset, warehouse: Warehouse) -> MaterializeResult:
+    """The history after this step's load of title.ratings: its rows, and those valid from the release loaded."""
+    table = f"{SCHEMA}.{history.HISTORY_TABLE}"
+    with warehouse.connect() as conn:
+        held = load.current_load(conn, ratings)
+        day = release.release_day(held.source_last_modified if held else None)
+        total, this_release = conn.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE valid_from = %s) FROM {table}", (day,)
+        ).fetchone() or (0, 0)
+    context.log.info(f"{table}: {this_release:,} rows from the release of {day}, {total:,} in all")
+    return MaterializeResult(
+        asset_key=HISTORY_KEY,
+        metadata={
+            "dagster/row_count": total,
+            "release_date": MetadataValue.text(day.isoformat()),
+            "rows_of_this_release": this_release,
+            **metadata.relation_metadata(warehouse, table),
+        },
+        data_version=DataVersion(held.source_sha256 if held else ""),
     )
 
 
@@ -319,6 +371,8 @@ def build_file_assets(dataset: Dataset) -> AssetsDefinition:
             yield _parse(context, dataset, store)
         if table_key(dataset) in selected:
             yield _load(context, dataset, config, store, warehouse)
+        if HISTORY_KEY in selected:
+            yield _history(context, dataset, warehouse)
 
     return refresh_file
 

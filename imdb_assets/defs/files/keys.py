@@ -3,6 +3,7 @@
 from dagster import AssetKey
 
 from imdb_assets.catalog import PARSED_LAYER, RAW_LAYER, TABLE_LAYER, Dataset
+from imdb_assets.history import HISTORY_TABLE
 
 VERSION_KEY = "version_key"  # raw metadata: the upstream version downloaded, which the release sensor compares
 
@@ -17,3 +18,7 @@ def parsed_key(dataset: Dataset) -> AssetKey:
 
 def table_key(dataset: Dataset) -> AssetKey:
     return AssetKey([TABLE_LAYER, dataset.table])
+
+
+# The ratings history, appended by each load of title.ratings (imdb_assets.history).
+HISTORY_KEY = AssetKey([TABLE_LAYER, HISTORY_TABLE])
