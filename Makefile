@@ -17,6 +17,7 @@ DEMO_ROWS ?= 1000000
 BENCH_ROWS ?= 20370000
 BENCH_PRINCIPALS ?= 1000000,5000000,20000000
 REFRESH_ROWS ?= 1000000,5000000
+RELEASE_ROWS ?= 1000000,5000000,20370000
 BENCH_DBT_ROWS ?= 5000000
 DEV_PORT ?= 3000
 API_PORT ?= 8000
@@ -25,7 +26,7 @@ API_PORT ?= 8000
 TEST_WORKERS ?= 3
 BENCH_API_ROWS ?= 20370000
 
-.PHONY: help sync install prepare psql demo test lint dev api db-stop clean bench bench-refresh bench-rss bench-dbt bench-api
+.PHONY: help sync install prepare psql demo test lint dev api db-stop clean bench bench-refresh bench-release bench-rss bench-dbt bench-api
 
 help:
 	@echo "make demo     generate an IMDb-format mirror and load it all into the embedded PostgreSQL"
@@ -37,6 +38,7 @@ help:
 	@echo "make db-stop  stop the embedded PostgreSQL"
 	@echo "make bench    load benchmark against COPY text and batch inserts (BENCH_ROWS=$(BENCH_ROWS), 1/10 of IMDb)"
 	@echo "make bench-refresh  imdb_refresh end to end, then with nothing changed (REFRESH_ROWS=$(REFRESH_ROWS))"
+	@echo "make bench-release  a first load and three daily releases, by diff and whole (RELEASE_ROWS=$(RELEASE_ROWS))"
 	@echo "make bench-rss  peak memory by size of title.principals ($(BENCH_PRINCIPALS) rows)"
 	@echo "make bench-dbt  dbt build, per model and test, on freshly loaded data (BENCH_DBT_ROWS=$(BENCH_DBT_ROWS))"
 	@echo "make bench-api  requests/s and latency per API route with wrk (BENCH_API_ROWS=$(BENCH_API_ROWS))"
@@ -88,6 +90,9 @@ bench: install
 
 bench-refresh: install
 	$(UV) run python -m bench.refresh --rows $(REFRESH_ROWS)
+
+bench-release: install
+	$(UV) run python -m bench.release --rows $(RELEASE_ROWS)
 
 bench-rss: install
 	$(UV) run python -m bench.run --principals $(BENCH_PRINCIPALS)
