@@ -16,7 +16,7 @@ import pytest
 from dagster import AssetCheckSeverity, AssetKey, AssetSelection, ExecuteInProcessResult, materialize
 from dagster_dbt import DbtProject
 
-from imdb_assets import dbt, load, parse
+from imdb_assets import dbt, history, load, parse
 from imdb_assets.catalog import DATASETS
 from imdb_assets.dbt import PROJECT_DIR
 from imdb_assets.defs.dbt import assets as dbt_assets
@@ -173,6 +173,7 @@ def test_a_refresh_of_one_file_rebuilds_only_the_models_downstream_of_it(world, 
         "raw/title_ratings",
         "parsed/title_ratings",
         "imdb/title_ratings",
+        "imdb/title_ratings_history",
         "imdb_staging/stg_imdb__title_ratings",
         "imdb_marts/titles",
         "imdb_marts/series_episodes",
@@ -323,7 +324,7 @@ def source_freshness(db_url: str, target: Path) -> dict[str, str]:
 
 def test_source_freshness_reads_when_each_table_was_loaded(world, tmp_path):
     world.refresh()
-    tables = {dataset.table for dataset in DATASETS}
+    tables = {dataset.table for dataset in DATASETS} | {history.HISTORY_TABLE}  # the history, as its ratings
     assert source_freshness(world.db_url, tmp_path / "fresh") == dict.fromkeys(tables, "pass")
 
     # IMDb publishes daily: a table loaded three days ago warns, one loaded eight days ago is an error.
@@ -331,4 +332,5 @@ def test_source_freshness_reads_when_each_table_was_loaded(world, tmp_path):
     world.query(ago, "3 days", RATINGS.table)
     world.query(ago, "8 days", "title_basics")
     statuses = source_freshness(world.db_url, tmp_path / "stale")
-    assert statuses == {**dict.fromkeys(tables, "pass"), RATINGS.table: "warn", "title_basics": "error"}
+    stale = {RATINGS.table: "warn", history.HISTORY_TABLE: "warn", "title_basics": "error"}
+    assert statuses == {**dict.fromkeys(tables, "pass"), **stale}

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from imdb_assets.catalog import DATASETS, SCHEMA
-from imdb_assets.defs.files.keys import parsed_key, raw_key, table_key
+from imdb_assets.defs.files.keys import HISTORY_KEY, parsed_key, raw_key, table_key
 from imdb_assets.disk import readable_size
 from imdb_assets.download import LocalCopy
 from imdb_dev.generator import Manifest, generate
@@ -27,6 +27,8 @@ from tests.conftest import (
     changed_keys,
     materialized_keys,
 )
+
+HISTORY = HISTORY_KEY.to_user_string()  # appended by each load of title.ratings
 
 
 def assert_table_matches_file(platform: Platform, dataset, path) -> reference.Expected:
@@ -48,7 +50,7 @@ def rejected_lines(platform: Platform, dataset) -> list[int]:
 def test_round_trip_every_value_and_exactly_the_malformed_lines(platform, mirror_dir, generated):
     result = platform.refresh()
     manifest = Manifest.read(generated / "manifest.json")
-    assert len(materialized_keys(result)) == 3 * len(DATASETS)
+    assert len(materialized_keys(result)) == 3 * len(DATASETS) + 1  # and the ratings history
     for dataset in DATASETS:
         expected = assert_table_matches_file(platform, dataset, mirror_dir / dataset.file_name)
         malformed = sorted(m.line for m in manifest.files[dataset.file_stem].malformed)
@@ -114,7 +116,7 @@ def test_real_imdb_excerpts_load_with_zero_rejects(tmp_path, data_dir, db_url):
     assert platform.query(f"SELECT average_rating::text FROM {SCHEMA}.title_ratings WHERE tconst = 'tt0000001'") == [
         ("5.8",)
     ]
-    assert len(materialized_keys(result)) == 21
+    assert len(materialized_keys(result)) == 3 * len(DATASETS) + 1  # and the ratings history
 
 
 def test_unchanged_file_rebuilds_nothing_and_changed_file_rebuilds_its_chain(platform, mirror, mirror_dir, tmp_path):
@@ -128,13 +130,13 @@ def test_unchanged_file_rebuilds_nothing_and_changed_file_rebuilds_its_chain(pla
     generate(fresh, 30_000, seed=99, only=["title.ratings"])
     shutil.copy(fresh / RATINGS.file_name, mirror_dir / RATINGS.file_name)
     third = platform.refresh()
-    assert changed_keys(third) == {"raw/title_ratings", "parsed/title_ratings", "imdb/title_ratings"}
+    assert changed_keys(third) == {"raw/title_ratings", "parsed/title_ratings", "imdb/title_ratings", HISTORY}
     assert_table_matches_file(platform, RATINGS, mirror_dir / RATINGS.file_name)
 
 
 def test_file_url_compares_size_and_mtime(tmp_path, mirror_dir, data_dir, db_url):
     platform = Platform(f"file://{mirror_dir}/", data_dir, db_url)
-    assert len(changed_keys(platform.refresh(RATINGS))) == 3
+    assert len(changed_keys(platform.refresh(RATINGS))) == 4  # the three layers and the ratings history
     assert changed_keys(platform.refresh(RATINGS)) == set()
     path = mirror_dir / RATINGS.file_name
     generate(tmp_path / "fresh", 30_000, seed=5, only=["title.ratings"])
@@ -143,6 +145,7 @@ def test_file_url_compares_size_and_mtime(tmp_path, mirror_dir, data_dir, db_url
         "raw/title_ratings",
         "parsed/title_ratings",
         "imdb/title_ratings",
+        HISTORY,
     }
     assert_table_matches_file(platform, RATINGS, path)
 

@@ -119,6 +119,7 @@ def _history_spec(ratings: Dataset) -> AssetSpec:
         f"{ratings.file_name}, in the transaction that changes {SCHEMA}.{ratings.table}; never rewritten.",
         metadata={"dagster/table_name": f"{SCHEMA}.{history.HISTORY_TABLE}"},
         code_version=TABLE_CODE_VERSION,
+        skippable=True,
     )
 
 
@@ -369,9 +370,12 @@ def build_file_assets(dataset: Dataset) -> AssetsDefinition:
             yield _download(context, dataset, config, source, store, warehouse)
         if parsed_key(dataset) in selected:
             yield _parse(context, dataset, store)
+        reloaded = True
         if table_key(dataset) in selected:
-            yield _load(context, dataset, config, store, warehouse)
-        if HISTORY_KEY in selected:
+            table = _load(context, dataset, config, store, warehouse)
+            reloaded = bool(table.metadata and table.metadata["reloaded"])
+            yield table
+        if HISTORY_KEY in selected and reloaded:  # the history changes only with the table
             yield _history(context, dataset, warehouse)
 
     return refresh_file
