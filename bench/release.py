@@ -15,15 +15,18 @@ generator's own record, `churn.json`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from bench.refresh import RESULTS, _environment, _last_run_stats, _refresh
+from bench.refresh import REPO, RESULTS, _environment, _last_run_stats, _refresh
 from bench.run import machine, save_report
 from imdb_assets import database
 from imdb_assets.catalog import DATASETS
@@ -42,6 +45,8 @@ class ReleaseRun:
     files_seconds: float
     dbt_step_seconds: float
     wal_bytes: int
+    parse_seconds: float  # the seven frames' parse, as their materializations report it
+    load_seconds: float  # the seven tables' loads (diff or whole)
     rows_changed: int  # over the seven files, the generator's record (0 for the first release)
 
 
@@ -53,6 +58,31 @@ def _releases(rows: int) -> list[Path]:
     shutil.rmtree(folder, ignore_errors=True)
     print(f"generating {rows:,} rows and {DAILY_RELEASES} daily releases in {folder}", flush=True)
     return generate_releases(folder, rows, DAILY_RELEASES)
+
+
+# The seconds each file layer's materializations of the last run report, summed by layer.
+_LAYER_SECONDS = """
+import json
+from dagster import DagsterEventType, DagsterInstance
+instance = DagsterInstance.get()
+run = instance.get_runs(limit=1)[0]
+seconds = {"parsed": 0.0, "imdb": 0.0}
+for record in instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+    event = record.event_log_entry.dagster_event
+    layer = event.asset_key.path[0]
+    metadata = event.step_materialization_data.materialization.metadata
+    if layer in seconds and "seconds" in metadata:
+        seconds[layer] += metadata["seconds"].value
+print(json.dumps(seconds))
+"""
+
+
+def _layer_seconds(env: dict[str, str]) -> tuple[float, float]:
+    output = subprocess.run(
+        [sys.executable, "-c", _LAYER_SECONDS], env=env, cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    seconds = json.loads(output.strip().splitlines()[-1])
+    return round(seconds["parsed"], 1), round(seconds["imdb"], 1)
 
 
 def _wal_lsn(url: str) -> str:
@@ -88,6 +118,7 @@ class Site:
         wall, started = _refresh(self.env)
         wal = _wal_since(self.url, lsn)
         steps, _ = _last_run_stats(self.env)
+        parse_seconds, load_seconds = _layer_seconds(self.env)
         files_end = max(end for key, (_, end) in steps.items() if key.startswith("refresh_"))
         dbt = steps.get("imdb_dbt_models", (0.0, 0.0))
         record = release / CHURN_RECORD
@@ -104,6 +135,8 @@ class Site:
             round(files_end - started, 1),
             round(dbt[1] - dbt[0], 1),
             wal,
+            parse_seconds,
+            load_seconds,
             changed,
         )
 
@@ -128,9 +161,10 @@ def measure(rows: int, work: Path) -> list[ReleaseRun]:
 
 def markdown(runs: list[ReleaseRun]) -> str:
     header = (
-        "| rows | release | rows changed | diff: wall (s) | files (s) | dbt (s) | WAL (MB) "
-        "| whole: wall (s) | files (s) | dbt (s) | WAL (MB) | wall ratio | WAL ratio |\n"
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| rows | release | rows changed | diff: wall (s) | files (s) | parse (s) | load (s) | dbt (s) | WAL (MB) "
+        "| whole: wall (s) | files (s) | parse (s) | load (s) | dbt (s) | WAL (MB) | wall ratio | WAL ratio |\n"
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: |"
     )
     lines = []
     by_key = {(r.rows, r.release, r.site): r for r in runs}
@@ -141,6 +175,8 @@ def markdown(runs: list[ReleaseRun]) -> str:
             cells += [
                 str(run.wall_seconds),
                 str(run.files_seconds),
+                str(run.parse_seconds),
+                str(run.load_seconds),
                 str(run.dbt_step_seconds),
                 f"{run.wal_bytes / 1e6:.1f}",
             ]
