@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request, Response
@@ -140,6 +141,17 @@ def matching(pattern: str) -> Callable[[object], bool]:
 def is_int4(value: object) -> bool:
     """A cursor value's check: an integer that PostgreSQL's integer holds."""
     return type(value) is int and -(2**31) <= value < 2**31
+
+
+def is_date(value: object) -> bool:
+    """A cursor value's check: an ISO date (YYYY-MM-DD) that is a real day."""
+    if not isinstance(value, str) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is None:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 async def fetch_all(request: Request, statement: str, params) -> list[tuple]:

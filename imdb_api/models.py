@@ -3,6 +3,7 @@ every route's answers against these models (extra fields forbidden), so the docu
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -105,6 +106,16 @@ class Episode(Model):
     num_votes: int | None
 
 
+class RatingChange(Model):
+    valid_from: date
+    """The release from which the title had these values."""
+    valid_to: date | None
+    """The release of the title's next change; null while these values hold."""
+    average_rating: float | None
+    """Null (with num_votes) from a release at which the title lost its rating."""
+    num_votes: int | None
+
+
 class KnownFor(Model):
     tconst: str
     primary_title: str | None
@@ -158,6 +169,22 @@ class GenreStats(Model):
     rated_titles: int
     total_votes: int
     weighted_average_rating: float | None
+
+
+class TrendingTitle(Model):
+    rank: int
+    """In the chart of the type and genre asked for (or of all), whatever min_votes leaves out."""
+    tconst: str
+    primary_title: str | None
+    title_type: str | None
+    start_year: int | None
+    genres: list[str]
+    average_rating: float | None
+    num_votes: int
+    votes_gained: int
+    """Votes gained over the window: since the values the title had when it started (0 if it was unrated)."""
+    rating_change: float | None
+    """Change of the rating over the window; null if the title was unrated when it started."""
 
 
 class DatasetFreshness(Model):

@@ -82,6 +82,18 @@ FROM imdb_marts.series_episodes e
 WHERE e.series_tconst = %s AND (%s::int IS NULL OR e.season_number = %s)
 ORDER BY e.season_number NULLS LAST, e.episode_number NULLS LAST, e.episode_tconst"""
 
+# A title's ratings history in date order, paged up by date; each row holds until the title's next one, whatever
+# the page it falls on.
+RATINGS_HISTORY = """SELECT json_build_object(
+    'valid_from', h.valid_from, 'valid_to', h.valid_to, 'average_rating', h.average_rating,
+    'num_votes', h.num_votes)::text,
+    h.valid_from::text
+FROM (SELECT h.*, lead(h.valid_from) OVER (ORDER BY h.valid_from) AS valid_to
+      FROM imdb.title_ratings_history h WHERE h.tconst = %(tconst)s) AS h
+WHERE %(after)s::date IS NULL OR h.valid_from > %(after)s::date
+ORDER BY h.valid_from
+LIMIT %(fetch)s"""
+
 PERSON = """SELECT json_build_object(
     'nconst', p.nconst, 'primary_name', p.primary_name, 'birth_year', p.birth_year, 'death_year', p.death_year,
     'professions', p.professions,
@@ -166,6 +178,28 @@ WHERE t.num_votes >= %(min_votes)s AND t.average_rating IS NOT NULL AND t.title_
   AND (%(genre)s::text IS NULL OR t.genres @> ARRAY[%(genre)s::text])
 ORDER BY t.average_rating DESC, t.num_votes DESC, t.tconst
 LIMIT %(limit)s"""
+
+# /v1/charts/trending: one chart of title_trending_ranks (a NULL type or genre is the chart of all), paged up by
+# rank, which its index on (window_days, title_type, genre, rank) serves (dbt_project/models/marts/).
+TRENDING_PAGE = """SELECT json_build_object(
+    'rank', r.rank, 'tconst', r.tconst, 'primary_title', t.primary_title, 'title_type', t.title_type,
+    'start_year', t.start_year, 'genres', t.genres, 'average_rating', t.average_rating, 'num_votes', t.num_votes,
+    'votes_gained', r.votes_gained, 'rating_change', t.rating_change_{days}d)::text,
+    r.rank
+FROM imdb_marts.title_trending_ranks r JOIN imdb_marts.title_rating_trends t ON t.tconst = r.tconst
+WHERE r.window_days = %(days)s AND r.title_type {type} AND r.genre {genre}
+  AND r.num_votes >= %(min_votes)s AND r.rank > %(after_rank)s
+ORDER BY r.rank
+LIMIT %(fetch)s"""
+
+
+def trending_page(days: int, by_type: bool, by_genre: bool) -> str:
+    """The chart of ``days`` (1, 7 or 30, which title_rating_trends has columns for), of one type and one genre or
+    of all."""
+    return TRENDING_PAGE.format(
+        days=days, type="= %(type)s" if by_type else "IS NULL", genre="= %(genre)s" if by_genre else "IS NULL"
+    )
+
 
 GENRE_STATS = """SELECT json_build_object(
     'genre', g.genre, 'titles', sum(g.titles), 'rated_titles', sum(g.rated_titles), 'total_votes', sum(g.total_votes),

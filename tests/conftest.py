@@ -144,6 +144,11 @@ class Platform:
             raise_on_error=raise_on_error,
         )
 
+    def build_models(self):
+        """Materialize the dbt models alone, from the tables as they are now."""
+        models = AssetSelection.assets(*imdb_dbt_models.keys)
+        return materialize([imdb_dbt_models], selection=models, resources=self.resources, instance=self.instance)
+
     def query(self, statement: str, *params) -> list[tuple]:
         with psycopg.connect(self.db_url, autocommit=True) as conn:
             cursor = conn.execute(statement, params)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -75,13 +75,44 @@ def world_database(pg_server: str) -> Iterator[str]:
     drop_database(pg_server, "test_api_world")
 
 
+# The world's ratings history, as loads of releases over 40 days up to LATEST_RELEASE would have kept it: (tconst,
+# days before that release, rating, votes), NULLs where the title lost its rating; the last values are the world's.
+LATEST_RELEASE = date(2026, 3, 31)
+RATINGS_HISTORY = [
+    ("tt0000001", 40, 8.0, 20000), ("tt0000001", 10, 8.1, 44000), ("tt0000001", 0, 8.1, 50000),
+    ("tt0000002", 40, 7.9, 39000), ("tt0000002", 7, 7.9, 40000),
+    ("tt0000003", 5, 6.0, 12000), ("tt0000003", 0, 6.0, 20000),  # new 5 days before
+    ("tt0000004", 40, 7.0, 30000),
+    ("tt0000010", 40, 8.4, 9000), ("tt0000010", 3, 8.5, 10000),
+    ("tt0000011", 40, 8.0, 1000), ("tt0000011", 20, None, None), ("tt0000011", 2, 8.0, 3000),
+    ("tt0000012", 40, 9.0, 1000),
+    ("tt0000013", 40, 7.0, 400), ("tt0000013", 0, 7.0, 500),
+    ("tt0000014", 40, 6.0, 100), ("tt0000014", 6, None, None),  # unrated now
+]  # fmt: skip
+
+
+def write_ratings_history(platform: Platform) -> None:
+    """RATINGS_HISTORY in place of whatever the loads appended: the release dates of the world's files are today's."""
+    with psycopg.connect(platform.db_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("DELETE FROM imdb.title_ratings_history")
+        conn.cursor().executemany(
+            "INSERT INTO imdb.title_ratings_history VALUES (%s, %s, %s, %s)",
+            [
+                (tconst, LATEST_RELEASE - timedelta(ago), rating, votes)
+                for tconst, ago, rating, votes in RATINGS_HISTORY
+            ],
+        )
+
+
 @pytest.fixture(scope="module")
 def api_world(tmp_path_factory, world_database: str) -> Iterator[ApiWorld]:
-    """The world loaded and modeled once for the module, and the API serving it."""
+    """The world loaded and modeled once for the module, with its ratings history, and the API serving it."""
     tmp = tmp_path_factory.mktemp("api")
     mirror = MirrorServer(write_files(tmp / "world", WORLD))
     platform = Platform(mirror.base_url, tmp / "data", world_database)
-    platform.refresh(models=True)
+    platform.refresh()
+    write_ratings_history(platform)
+    platform.build_models()
     api = ApiServer(api_env(world_database, tmp / "data"), tmp, "--new-reader-key", "make api")
     yield ApiWorld(platform, api, world_database, tmp / "data")
     api.stop()
@@ -251,6 +282,90 @@ def test_charts_stats_and_datasets(reader) -> None:
     ) > datetime.now().astimezone() - timedelta(hours=1)
 
 
+def test_a_titles_ratings_history_in_date_order_paged(reader) -> None:
+    """Each row holds until the title's next, across pages too; a lost rating is a row of nulls."""
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = reader.get("/v1/titles/tt0000011/ratings/history", params=params).json()
+        pages.append(page["items"])
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert pages == [
+        [
+            {"valid_from": "2026-02-19", "valid_to": "2026-03-11", "average_rating": 8.0, "num_votes": 1000},
+            {"valid_from": "2026-03-11", "valid_to": "2026-03-29", "average_rating": None, "num_votes": None},
+        ],
+        [{"valid_from": "2026-03-29", "valid_to": None, "average_rating": 8.0, "num_votes": 3000}],
+    ]
+    assert reader.get("/v1/titles/tt0000004/ratings/history").json() == {
+        "items": [{"valid_from": "2026-02-19", "valid_to": None, "average_rating": 7.0, "num_votes": 30000}],
+        "next_cursor": None,
+    }
+    missing = reader.get("/v1/titles/tt0009999/ratings/history")
+    assert missing.status_code == 404 and missing.json()["error"]["message"] == "no title tt0009999"
+
+
+def test_trending_ranks_titles_by_votes_gained_per_window_type_and_genre(reader) -> None:
+    def chart(**params) -> list[tuple[int, str, int]]:
+        response = reader.get("/v1/charts/trending", params=params)
+        assert response.status_code == 200, response.text
+        return [(t["rank"], t["tconst"], t["votes_gained"]) for t in response.json()["items"]]
+
+    # Over 7 days (from 03-24): tt0000003 is new since (all its votes), tt0000011 was unrated then (a lost rating),
+    # tt0000002 changed on 03-24 itself (no gain, so not listed), tt0000004 and tt0000012 did not change.
+    week = [(1, "tt0000003", 20000), (2, "tt0000001", 6000), (3, "tt0000011", 3000), (4, "tt0000010", 1000)]
+    assert chart() == chart(days=7) == [*week, (5, "tt0000013", 100)]
+    assert chart(days=1) == [(1, "tt0000003", 8000), (2, "tt0000001", 6000), (3, "tt0000013", 100)]
+    # Over 30 days tt0000011 counts from its votes before it lost its rating; tt0000002 and tt0000010 tie, and the
+    # one with more votes comes first.
+    assert chart(days=30) == [
+        (1, "tt0000001", 30000),
+        (2, "tt0000003", 20000),
+        (3, "tt0000011", 2000),
+        (4, "tt0000002", 1000),
+        (5, "tt0000010", 1000),
+        (6, "tt0000013", 100),
+    ]
+    assert chart(type="movie") == [(1, "tt0000003", 20000), (2, "tt0000001", 6000)]
+    comedies = [(1, "tt0000003", 20000), (2, "tt0000011", 3000), (3, "tt0000010", 1000), (4, "tt0000013", 100)]
+    assert chart(genre="Comedy") == comedies
+    assert chart(type="tvEpisode", genre="Comedy") == [(1, "tt0000011", 3000), (2, "tt0000013", 100)]
+    assert chart(days=30, type="movie", genre="Drama") == [(1, "tt0000001", 30000), (2, "tt0000002", 1000)]
+    assert chart(genre="Western") == []
+    # min_votes leaves titles out without renumbering the chart.
+    assert chart(min_votes=1000) == week
+    assert chart(min_votes=25000) == [(2, "tt0000001", 6000)]
+    first = reader.get("/v1/charts/trending", params={"limit": 2}).json()
+    assert first["items"][1] == {
+        "rank": 2,
+        "tconst": "tt0000001",
+        "primary_title": "Twin Hearts",
+        "title_type": "movie",
+        "start_year": 2001,
+        "genres": ["Drama", "Romance"],
+        "average_rating": 8.1,
+        "num_votes": 50000,
+        "votes_gained": 6000,
+        "rating_change": 0.0,
+    }
+    assert first["items"][0]["rating_change"] is None  # tt0000003 was unrated 7 days before
+    seen, cursor = [t["tconst"] for t in first["items"]], first["next_cursor"]
+    while cursor:
+        page = reader.get("/v1/charts/trending", params={"limit": 2, "cursor": cursor}).json()
+        seen, cursor = seen + [t["tconst"] for t in page["items"]], page["next_cursor"]
+    assert seen == [tconst for _, tconst, _ in chart()]
+
+
+def test_the_trending_routes_need_a_key_and_answer_a_304_for_the_held_release(api_world: ApiWorld, reader) -> None:
+    for url in ("/v1/charts/trending?days=30&genre=Drama", "/v1/titles/tt0000001/ratings/history"):
+        etag = reader.get(url).headers["etag"]
+        held = reader.get(url, headers={"If-None-Match": etag})
+        assert held.status_code == 304 and held.content == b"", url
+        with api_world.api.client() as anonymous:
+            assert anonymous.get(url).status_code == 401, url
+
+
 def test_answers_carry_their_release_and_a_client_holding_one_gets_a_304(api_world: ApiWorld, reader) -> None:
     """ETag and Last-Modified of the release behind an answer; If-None-Match naming it (alone, in a list, or `*`)
     gets a 304 without a body; another URL, an error, or a new load of a table gets a full answer again."""
@@ -308,6 +423,8 @@ def test_answers_match_the_models_openapi_documents(api_world: ApiWorld, reader)
         "/v1/names/nm0000001/filmography?limit=1": models.Page[models.FilmographyEntry],
         "/v1/charts/top?min_votes=0": models.Items[models.TitleSummary],
         "/v1/stats/genres": models.Items[models.GenreStats],
+        "/v1/charts/trending?days=30": models.Page[models.TrendingTitle],
+        "/v1/titles/tt0000011/ratings/history?limit=1": models.Page[models.RatingChange],
         "/v1/datasets": models.Items[models.DatasetFreshness],
         "/v1/titles/tt9999999": models.Error,
     }
@@ -349,6 +466,18 @@ def test_answers_match_the_models_openapi_documents(api_world: ApiWorld, reader)
         ("/v1/titles?genre=Drama';--", 422),
         ("/v1/titles?year_from=abc", 422),
         ("/v1/titles?frobnicate=1", 400),
+        ("/v1/charts/trending?days=5", 422),
+        ("/v1/charts/trending?days=week", 422),
+        ("/v1/charts/trending?min_votes=-1", 422),
+        ("/v1/charts/trending?genre=Drama';--", 422),
+        ("/v1/charts/trending?limit=0", 422),
+        ("/v1/charts/trending?cursor=" + encode_cursor("2"), 400),
+        ("/v1/charts/trending?cursor=" + encode_cursor(2**31), 400),
+        ("/v1/charts/trending?since=2026-01-01", 400),
+        ("/v1/titles/tt9999999/ratings/history", 404),
+        ("/v1/titles/tt1/ratings/history", 422),
+        ("/v1/titles/tt0000001/ratings/history?cursor=" + encode_cursor("2026-02-30"), 400),
+        ("/v1/titles/tt0000001/ratings/history?cursor=" + encode_cursor("yesterday"), 400),
         ("/v1/search/titles?q=", 422),
         ("/v1/search/titles?q=%27%3B%20DROP%20TABLE%20imdb.title_basics%3B%20--", 200),
         ("/v1/search/titles?q=%21%26%7C%3A%2A%28%29", 422),
@@ -414,6 +543,8 @@ DOCUMENTED_STATUSES = {
     "GET /v1/names/{nconst}": "200 304 400 401 404 413 414 422 429 500 503",
     "GET /v1/names/{nconst}/filmography": "200 304 400 401 404 413 414 422 429 500 503",
     "GET /v1/charts/top": "200 304 400 401 413 414 422 429 500 503",
+    "GET /v1/titles/{tconst}/ratings/history": "200 304 400 401 404 413 414 422 429 500 503",
+    "GET /v1/charts/trending": "200 304 400 401 413 414 422 429 500 503",
     "GET /v1/stats/genres": "200 304 400 401 413 414 422 429 500 503",
     "GET /v1/datasets": "200 304 400 401 413 414 429 500 503",
     "POST /v1/refresh": "202 400 401 403 413 414 422 429 500 503",

@@ -11,11 +11,21 @@ from imdb_api.common import errors, fetch_one, json_response
 from imdb_api.errors import error_response
 from imdb_assets.catalog import DATASETS
 from imdb_assets.database import one_row
+from imdb_assets.history import HISTORY_TABLE
 
 # /readyz is 503 until every one of these exists.
-REQUIRED_RELATIONS = [f"imdb.{d.table}" for d in DATASETS] + [
+REQUIRED_RELATIONS = [f"imdb.{table}" for table in [d.table for d in DATASETS] + [HISTORY_TABLE]] + [
     f"imdb_marts.{name}"
-    for name in ("titles", "people", "title_people", "title_recommendations", "series_episodes", "title_search")
+    for name in (
+        "titles",
+        "people",
+        "title_people",
+        "title_recommendations",
+        "series_episodes",
+        "title_search",
+        "title_rating_trends",
+        "title_trending_ranks",
+    )
 ]
 
 router = APIRouter(tags=["health"])

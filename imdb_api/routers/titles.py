@@ -1,4 +1,5 @@
-"""A title, titles by filter (paged by key), and a title's lists: credits, akas, recommendations, episodes."""
+"""A title, titles by filter (paged by key), and a title's lists: credits, akas, recommendations, episodes, and its
+ratings history (paged by date)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from imdb_api.common import (
     errors,
     fetch_all,
     found_or_404,
+    is_date,
     items_response,
     matching,
     page_response,
@@ -32,7 +34,8 @@ from imdb_api.common import (
 from imdb_api.errors import ApiError
 
 router = APIRouter(tags=["titles"], dependencies=READ_ROUTE, responses=read_route_responses())
-A_TITLE_ERRORS = errors((404, "No title has this id."), 422)
+NO_TITLE = (404, "No title has this id.")
+A_TITLE_ERRORS = errors(NO_TITLE, 422)
 # The key a cursor of each sort carries, as the query compares it: an integer, or a decimal rating.
 SORT_KEYS = {"votes": "[0-9]{1,9}", "year": "[0-9]{1,9}", "rating": r"[0-9]{1,9}(\.[0-9]{1,9})?"}
 
@@ -120,6 +123,19 @@ async def episodes(
     request: Request, tconst: Tconst, season: Annotated[int | None, Query(ge=0, le=100_000)] = None
 ) -> Response:
     return await _title_items(request, tconst, queries.EPISODES, (tconst, season, season))
+
+
+@router.get(
+    "/v1/titles/{tconst}/ratings/history",
+    summary="Its rating and votes, release by release",
+    response_model=models.Page[models.RatingChange],
+    responses=errors(BAD_CURSOR, NO_TITLE, 422),
+)
+async def ratings_history(request: Request, tconst: Tconst, limit: Limit = 50, cursor: Cursor = None) -> Response:
+    after = decode_cursor(cursor, (is_date,))
+    params = {"tconst": tconst, "after": after[0] if after else None, "fetch": limit + 1}
+    rows = await rows_if_found(request, queries.TITLE_EXISTS, tconst, "title", queries.RATINGS_HISTORY, params)
+    return page_response(rows, limit, lambda last: (last[1],))
 
 
 async def _title_items(request: Request, tconst: str, statement: str, params) -> Response:
