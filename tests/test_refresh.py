@@ -20,6 +20,9 @@ MODELS = {
     *(f"imdb_marts/{name}" for name in ("series_episodes", "title_recommendations", "title_search", "name_search")),
     "imdb_intermediate/int_recommendation_titles",
     "imdb_intermediate/int_title_aka_texts",
+    "imdb_staging/stg_imdb__title_ratings_history",
+    "imdb_marts/title_rating_trends",
+    "imdb_marts/title_trending_ranks",
 }
 
 
