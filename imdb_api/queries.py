@@ -179,26 +179,24 @@ WHERE t.num_votes >= %(min_votes)s AND t.average_rating IS NOT NULL AND t.title_
 ORDER BY t.average_rating DESC, t.num_votes DESC, t.tconst
 LIMIT %(limit)s"""
 
-# /v1/charts/trending: one chart of title_trending_ranks (a NULL type or genre is the chart of all), paged up by
-# rank, which its index on (window_days, title_type, genre, rank) serves (dbt_project/models/marts/).
+# /v1/charts/trending: one chart of title_trending_ranks, paged up by rank. A NULL type or genre is the chart of all,
+# '' here as in the mart's index on (window_days, coalesce(title_type, ''), coalesce(genre, ''), rank), which then
+# reads the page in rank order (dbt_project/models/marts/title_trending_ranks.sql).
 TRENDING_PAGE = """SELECT json_build_object(
     'rank', r.rank, 'tconst', r.tconst, 'primary_title', t.primary_title, 'title_type', t.title_type,
     'start_year', t.start_year, 'genres', t.genres, 'average_rating', t.average_rating, 'num_votes', t.num_votes,
     'votes_gained', r.votes_gained, 'rating_change', t.rating_change_{days}d)::text,
     r.rank
 FROM imdb_marts.title_trending_ranks r JOIN imdb_marts.title_rating_trends t ON t.tconst = r.tconst
-WHERE r.window_days = %(days)s AND r.title_type {type} AND r.genre {genre}
+WHERE r.window_days = %(days)s AND coalesce(r.title_type, '') = %(type)s AND coalesce(r.genre, '') = %(genre)s
   AND r.num_votes >= %(min_votes)s AND r.rank > %(after_rank)s
 ORDER BY r.rank
 LIMIT %(fetch)s"""
 
 
-def trending_page(days: int, by_type: bool, by_genre: bool) -> str:
-    """The chart of ``days`` (1, 7 or 30, which title_rating_trends has columns for), of one type and one genre or
-    of all."""
-    return TRENDING_PAGE.format(
-        days=days, type="= %(type)s" if by_type else "IS NULL", genre="= %(genre)s" if by_genre else "IS NULL"
-    )
+def trending_page(days: int) -> str:
+    """The chart of ``days``: 1, 7 or 30, which title_rating_trends has a rating_change column for."""
+    return TRENDING_PAGE.format(days=days)
 
 
 GENRE_STATS = """SELECT json_build_object(

@@ -65,14 +65,14 @@ async def trending_chart(
     after = decode_cursor(cursor, (is_int4,))
     params = {
         "days": int(days),
-        "type": type,
-        "genre": genre,
+        "type": type or "",
+        "genre": genre or "",
         "min_votes": min_votes,
         "after_rank": after[0] if after else 0,
         "fetch": limit + 1,
     }
-    statement = queries.trending_page(int(days), by_type=type is not None, by_genre=genre is not None)
-    return page_response(await fetch_all(request, statement, params), limit, lambda last: (last[1],))
+    rows = await fetch_all(request, queries.trending_page(int(days)), params)
+    return page_response(rows, limit, lambda last: (last[1],))
 
 
 @router.get("/v1/stats/genres", summary="Titles and ratings by genre", response_model=models.Items[models.GenreStats])

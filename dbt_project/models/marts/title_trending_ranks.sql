@@ -1,5 +1,9 @@
-{#- The API's /v1/charts/trending reads one chart (window, type or NULL, genre or NULL) in rank order from here. -#}
-{{ config(indexes=[{'columns': ['window_days', 'title_type', 'genre', 'rank']}]) }}
+{#- The API's /v1/charts/trending reads one chart in rank order from here. Its index has a NULL type or genre (the
+    chart of all) as '': with equalities on all three, not IS NULL, the index is in rank order, and a page reads only
+    its own rows. -#}
+{{ config(indexes=[
+    {'columns': ['window_days', "(coalesce(title_type, ''))", "(coalesce(genre, ''))", 'rank'], 'unique': True},
+]) }}
 
 -- The titles that gained votes in each window: a chart lists no title without a gain, or whose window is unknown.
 with gains as (
