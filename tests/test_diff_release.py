@@ -28,6 +28,9 @@ from tests.test_churn import BUSY
 DAYS = 3  # releases after the first
 READER = "diff_test_reader"
 MARTS_SCHEMA = "imdb_marts"
+# Marts of the ratings history, which a fresh load does not have: what they hold after three releases is tested in
+# tests/test_api.py, on a history of known rows.
+HISTORY_MARTS = {"title_rating_trends", "title_trending_ranks"}
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +154,7 @@ def test_tables_and_marts_equal_a_full_load_of_the_last_release(applied, reloade
             "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", MARTS_SCHEMA
         )
     ]
+    marts = [m for m in marts if m not in HISTORY_MARTS]
     assert len(marts) >= 5
     for relation in [f"{SCHEMA}.{d.table}" for d in DATASETS] + [f"{MARTS_SCHEMA}.{m}" for m in marts]:
         diffed, whole = rows_of(site.platform, relation), rows_of(reloaded.platform, relation)
