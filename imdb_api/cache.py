@@ -64,7 +64,7 @@ class CachedAnswer(Exception):
         self.body = body
 
 
-def cached_answer_response(request: Request, error: Exception) -> Response:
+async def cached_answer_response(request: Request, error: Exception) -> Response:
     assert isinstance(error, CachedAnswer)
     return Response(content=error.body, media_type="application/json")
 
