@@ -41,7 +41,7 @@ help:
 	@echo "make bench-release  a first load and three daily releases, by diff and whole (RELEASE_ROWS=$(RELEASE_ROWS))"
 	@echo "make bench-rss  peak memory by size of title.principals ($(BENCH_PRINCIPALS) rows)"
 	@echo "make bench-dbt  dbt build, per model and test, on freshly loaded data (BENCH_DBT_ROWS=$(BENCH_DBT_ROWS))"
-	@echo "make bench-api  requests/s and latency per API route with wrk (BENCH_API_ROWS=$(BENCH_API_ROWS))"
+	@echo "make bench-api  requests/s and latency per API route with wrk, beside pgbench on its SQL (BENCH_API_ROWS=$(BENCH_API_ROWS))"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools

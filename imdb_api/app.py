@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imdb_api import database, queries
 from imdb_api.auth import KeyChecker
+from imdb_api.cache import AnswerCache, CachedAnswer, StoreAnswers, cached_answer_response
 from imdb_api.common import errors
 from imdb_api.errors import ApiError, error_response, install
 from imdb_api.release import NotModified, ReleaseHeaders, ReleaseWatch, not_modified_response
@@ -122,6 +123,7 @@ def create_app(settings: platform_settings.Settings | None = None) -> FastAPI:
         app.state.keys = KeyChecker(pool, settings.api_key_cache_seconds, settings.api_rate_limit)
         app.state.runs = Runs(settings.dagster_url)
         app.state.release = ReleaseWatch(pool)
+        app.state.answers = AnswerCache(int(settings.api_cache_mb * 2**20)) if settings.api_cache_mb else None
         # What start-up allocated lives as long as the process: out of the collector's way, a full collection stays
         # short and the slowest requests fast.
         gc.freeze()
@@ -139,6 +141,8 @@ def create_app(settings: platform_settings.Settings | None = None) -> FastAPI:
     )
     install(app)
     app.add_exception_handler(NotModified, not_modified_response)
+    app.add_exception_handler(CachedAnswer, cached_answer_response)
+    app.add_middleware(StoreAnswers)
     app.add_middleware(ReleaseHeaders)
     app.add_middleware(LimitRequestSize)
     # What any route may answer: an unknown query parameter, the middleware's limits, an unexpected error.

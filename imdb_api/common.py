@@ -14,6 +14,7 @@ from fastapi import Depends, Path, Query, Request, Response
 
 from imdb_api import models
 from imdb_api.auth import Caller, require
+from imdb_api.cache import cached
 from imdb_api.errors import ApiError
 from imdb_api.release import release_tag
 
@@ -32,8 +33,9 @@ Year = Annotated[int | None, Query(ge=1800, le=2100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 
 reader_key = Depends(require("read"))
-# A read route's dependencies: the key first, then the release its answer comes from (a 304 only for a valid key).
-READ_ROUTE = [reader_key, release_tag]
+# A read route's dependencies: the key first, then the release its answer comes from (a 304 only for a valid key),
+# then the cache of that release's answers.
+READ_ROUTE = [reader_key, release_tag, cached]
 Operator = Annotated[Caller, Depends(require("operate"))]
 Admin = Annotated[Caller, Depends(require("manage_keys"))]
 

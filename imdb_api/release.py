@@ -76,7 +76,7 @@ class NotModified(Exception):
         self.headers = headers
 
 
-def not_modified_response(request: Request, error: Exception) -> Response:
+async def not_modified_response(request: Request, error: Exception) -> Response:
     assert isinstance(error, NotModified)
     return Response(status_code=304, headers=error.headers)
 

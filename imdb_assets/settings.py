@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         description="How long a checked key is trusted before it is read again: a revocation takes effect within "
         "this time in other processes.",
     )
+    api_cache_mb: float = Field(
+        64,
+        ge=0,
+        description="Megabytes of answers each API process keeps for the release it serves, least recently used "
+        "evicted first; 0 disables the cache.",
+    )
     dagster_url: str = Field(
         "http://127.0.0.1:3000", description="The Dagster webserver that POST /v1/refresh launches runs through."
     )
