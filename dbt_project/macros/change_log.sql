@@ -26,6 +26,7 @@ The post-hook moves consumed_id to the horizon in the build's own transaction.
         horizon_id bigint not null default 0,
         full_build boolean not null default true,
         invocation_id text,
+        tables text[] not null default '{}',
         generation bigint not null default 0,
         parent_generations jsonb not null default '{}',
         pending_parent_generations jsonb not null default '{}',
@@ -105,28 +106,44 @@ table was loaded by a load that wrote nothing to the change log (a safety net: t
     {%- set decide -%}
         begin;
         lock table imdb_meta.changes in share mode;
+        with latest as (select coalesce(max(id), 0) as id from imdb_meta.changes),
+
+        -- What the parents reflect: a parent is built up to the id before the first change of one of its tables
+        -- that it has not consumed (a parent whose tables did not change since its build is up to date).
+        parents as (
+            select min(coalesce(
+                (
+                    select min(c.id) - 1 from imdb_meta.changes as c
+                    where c.id > parent.consumed_id and c.table_name = any(parent.tables)
+                ),
+                latest.id
+            )) as id
+            from imdb_meta.model_watermarks as parent, latest
+            where parent.model = any({{ parents }})
+        )
+
         insert into imdb_meta.model_watermarks as w (
-            model, horizon_id, full_build, invocation_id, pending_parent_generations, pending_loads_seen
+            model, horizon_id, full_build, invocation_id, tables, pending_parent_generations, pending_loads_seen
         )
         select
             '{{ name }}',
             greatest(
                 coalesce((select consumed_id from imdb_meta.model_watermarks where model = '{{ name }}'), 0),
-                least(
-                    (select coalesce(max(id), 0) from imdb_meta.changes),
-                    (select min(consumed_id) from imdb_meta.model_watermarks where model = any({{ parents }}))
-                )
+                least(latest.id, parents.id)
             ),
             true,
             '{{ invocation_id }}',
+            {{ tables }},
             (
                 select coalesce(jsonb_object_agg(model, generation), '{}')
                 from imdb_meta.model_watermarks where model = any({{ parents }})
             ),
             (select max(loaded_at) from imdb_meta.loads where table_name = any({{ tables }}))
+        from latest, parents
         on conflict (model) do update set
             horizon_id = excluded.horizon_id,
             invocation_id = excluded.invocation_id,
+            tables = excluded.tables,
             pending_parent_generations = excluded.pending_parent_generations,
             pending_loads_seen = excluded.pending_loads_seen,
             full_build = {{ 'true' if forced else 'false' }}
