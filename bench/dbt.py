@@ -59,9 +59,11 @@ class Report:
         return sum(n.median for n in self.nodes if n.kind == kind)
 
 
-def dbt_build(url: str, project: Path, target: Path, select: list[str]) -> tuple[float, dict]:
-    """One `dbt build`; its wall time and run_results.json."""
-    command = [sys.executable, "-m", "dbt.cli.main", "build", "--target-path", str(target)]
+def dbt_build(
+    url: str, project: Path, target: Path, select: list[str], extra: list[str] | None = None
+) -> tuple[float, dict]:
+    """One `dbt build` (with ``extra`` arguments); its wall time and run_results.json."""
+    command = [sys.executable, "-m", "dbt.cli.main", "build", "--target-path", str(target), *(extra or [])]
     command += ["--project-dir", str(project), "--profiles-dir", str(project)]
     command += ["--select", *select] if select else []
     started = time.monotonic()
