@@ -93,6 +93,13 @@ table was loaded by a load that wrote nothing to the change log (a safety net: t
     {%- set meta = config.get('meta') or {} -%}
     {%- set tables = _sql_texts(meta.get('change_tables', [])) -%}
     {%- set parents = _sql_texts(meta.get('change_parents', [])) -%}
+    {%- set tracked = run_query(
+        "select to_regclass('imdb_meta.model_watermarks') is not null and to_regclass('imdb_meta.changes') is not null"
+    ) -%}
+    {%- if not tracked.rows[0][0] -%}
+        {#- No change log or state yet (no load, or the linter's empty database): a full build, nothing recorded. -#}
+        {{ return({'full': true}) }}
+    {%- endif -%}
     {%- set decided = run_query(
         "select full_build from imdb_meta.model_watermarks where model = '" ~ name ~ "' and invocation_id = '"
         ~ invocation_id ~ "'"

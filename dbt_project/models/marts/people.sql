@@ -29,20 +29,20 @@ inserted (its log, so it is built first), or who are known for a title whose nam
 -- credits of people IMDb does not list fall out at the join to name.basics below.
 with credited as (
     {%- if is_incremental() %}
-    select tconst, nconst, category
-    from {{ ref('title_people') }}
-    where {{ touched_only('nconst') }}
+        select tconst, nconst, category
+        from {{ ref('title_people') }}
+        where {{ touched_only('nconst') }}
     {%- else %}
-    select tconst, nconst, coalesce(category, 'unknown') as category
-    from {{ ref('stg_imdb__title_principals') }}
-    union all
-    select crew.tconst, director.nconst, 'director' as category
-    from {{ ref('stg_imdb__title_crew') }} as crew
-    cross join lateral unnest(crew.directors) as director (nconst)
-    union all
-    select crew.tconst, writer.nconst, 'writer' as category
-    from {{ ref('stg_imdb__title_crew') }} as crew
-    cross join lateral unnest(crew.writers) as writer (nconst)
+        select tconst, nconst, coalesce(category, 'unknown') as category
+        from {{ ref('stg_imdb__title_principals') }}
+        union all
+        select crew.tconst, director.nconst, 'director' as category
+        from {{ ref('stg_imdb__title_crew') }} as crew
+        cross join lateral unnest(crew.directors) as director (nconst)
+        union all
+        select crew.tconst, writer.nconst, 'writer' as category
+        from {{ ref('stg_imdb__title_crew') }} as crew
+        cross join lateral unnest(crew.writers) as writer (nconst)
     {%- endif %}
 ),
 
