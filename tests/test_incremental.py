@@ -9,10 +9,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from dagster import AssetKey
 from dbt.cli.main import dbtRunner
 
 from imdb_assets import dbt, settings
 from imdb_assets.dbt import PROJECT_DIR
+from imdb_assets.defs.dbt import assets as dbt_assets
+from imdb_assets.defs.dbt import staleness
 from imdb_dev.marts_check import change_rows, copy_models, differences, incremental_models, record_changes
 from tests.conftest import Platform
 
@@ -191,3 +194,16 @@ def test_marts_built_from_the_change_log_hold_the_rows_of_a_full_build(platform,
             )  # fmt: skip
         run_dbt("--exclude", "int_title_aka_texts")
         assert query("SELECT num_votes FROM imdb_marts.title_search WHERE tconst = 'tt9999999'") == [(4321,)]
+
+
+def test_the_dbt_step_builds_whole_what_its_config_or_a_code_change_asks_for():
+    rebuild = {
+        AssetKey(["imdb_marts", "titles"]): staleness.Rebuild(staleness.CODE_CHANGED, whole=True),
+        AssetKey(["imdb_marts", "people"]): staleness.Rebuild("imdb_staging/stg_imdb__name_basics changed"),
+    }
+    assert dbt_assets._build_args(["genre_year_stats"], rebuild, full_refresh=False) == [
+        "build", "--exclude", "genre_year_stats", "--vars", '{"full_refresh_models": ["titles"]}'
+    ]  # fmt: skip
+    assert dbt_assets._build_args([], rebuild, full_refresh=True) == ["build", "--full-refresh"]
+    titles = dbt_assets.imdb_dbt_models.specs_by_key[AssetKey(["imdb_marts", "titles"])]
+    assert AssetKey(["imdb_meta", "changes"]) in {dep.asset_key for dep in titles.deps}  # the change log, as read

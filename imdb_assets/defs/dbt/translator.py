@@ -14,9 +14,9 @@ from imdb_assets.catalog import SCHEMA
 
 
 class ImdbDbtTranslator(DagsterDbtTranslator):
-    """Sources are the table assets (`imdb/<table>`); models are keyed by the schema they land in, grouped by
-    their folder (staging, intermediate, marts), versioned by their SQL, config and contract, together with those
-    of the ephemeral models they read."""
+    """Sources are the table assets (`imdb/<table>`) and the change log (`imdb_meta/changes`); models are keyed by
+    the schema they land in, grouped by their folder (staging, intermediate, marts), versioned by their SQL, config
+    and contract, together with those of the ephemeral models they read."""
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> AssetSpec:
         # An ephemeral model is no asset: its SQL is inlined into the models that read it, so an edit to it must
@@ -30,7 +30,8 @@ class ImdbDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return AssetKey([SCHEMA, dbt_resource_props["name"]])
+            # imdb/<table> for the tables; the change log, which every table's load writes, is imdb_meta/changes.
+            return AssetKey([dbt_resource_props.get("source_name", SCHEMA), dbt_resource_props["name"]])
         return AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
