@@ -73,7 +73,10 @@ def markdown(report: Report) -> str:
     lines.append("| --- |" + " ---: |" * len(report.builds))
     names = [n.name for n in report.builds[0].nodes if n.kind == "model"]
     for name in names:
-        seconds = [next((f"{n.median:.2f}" for n in b.nodes if n.name == name), "") for b in report.builds]
+        seconds = [
+            next((f"{n.median:.2f}" for n in b.nodes if n.name == name and n.kind == "model"), "")
+            for b in report.builds
+        ]
         lines.append(f"| {name} | " + " | ".join(seconds) + " |")
     return "\n".join(lines) + "\n"
 

@@ -46,6 +46,13 @@ The post-hook moves consumed_id to the horizon in the build's own transaction.
         'Keys an incremental model changed, tagged with the change-log horizon of its build, for the models reading '
         'it (title_people: the people whose credits it deleted or inserted).';
     create index if not exists model_changes_model_change_id_idx on imdb_meta.model_changes (model, change_id);
+    create table if not exists imdb_meta.model_builds (
+        model text not null,
+        key text collate "C" not null
+    );
+    comment on table imdb_meta.model_builds is
+        'The keys the last incremental build of each incremental model rebuilt: what its data tests check.';
+    create index if not exists model_builds_model_key_idx on imdb_meta.model_builds (model, key);
 {%- endmacro %}
 
 {#- True when the model being built follows the change log (not in a unit test, which renders it on fixtures). -#}
@@ -180,9 +187,14 @@ table was loaded by a load that wrote nothing to the change log (a safety net: t
     {{ return({'full': result.rows[0][0]}) }}
 {%- endmacro %}
 
-{#- post-hook: the build consumed its window, in its own transaction. -#}
+{#- post-hook: the build consumed its window, and rebuilt these keys, in its own transaction. -#}
 {% macro record_change_watermark() -%}
     {%- if _follows_change_log() -%}
+        delete from imdb_meta.model_builds where model = '{{ this.identifier }}';
+        {% if is_incremental() -%}
+            insert into imdb_meta.model_builds (model, key)
+            select '{{ this.identifier }}', touched.key from {{ touched_relation() }} as touched;
+        {%- endif %}
         update imdb_meta.model_watermarks set
             consumed_id = horizon_id,
             generation = generation + (case when full_build then 1 else 0 end),
@@ -265,4 +277,43 @@ keys of the new rows.
     {%- else -%}
         analyze {{ this }}
     {%- endif -%}
+{%- endmacro %}
+
+{#-
+The rows a data test reads: dbt's `where` config, and for a model built from the change log whose last build was
+incremental, only the keys that build rebuilt (the others were tested when they were built; a full build tests
+every row). The uniqueness tests read the relation itself, whose unique index they look for.
+-#}
+{% macro postgres__get_where_subquery(relation) -%}
+    {%- set filters = [] -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where -%}{%- do filters.append(where) -%}{%- endif -%}
+    {%- set test_name = (model.get('test_metadata') or {}).get('name') -%}
+    {%- if execute and test_name not in ('unique', 'unique_combination_of_columns') -%}
+        {%- set key = _last_build_key(relation) -%}
+        {%- if key -%}
+            {%- do filters.append(key ~ " in (select built.key from imdb_meta.model_builds as built where built.model = '"
+                ~ relation.identifier ~ "')") -%}
+        {%- endif -%}
+    {%- endif -%}
+    {%- if filters -%}
+        {%- do return("(select * from " ~ relation ~ " where " ~ filters | join(" and ") ~ ") dbt_subquery") -%}
+    {%- endif -%}
+    {%- do return(relation) -%}
+{%- endmacro %}
+
+{#- The key column of `relation` when it is a model following the change log whose last build was incremental. -#}
+{% macro _last_build_key(relation) -%}
+    {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.name == relation.identifier
+        and node.schema == relation.schema and (node.config.meta or {}).get('change_tables') is not none -%}
+        {%- set last = run_query(
+            "select exists (select from pg_class where oid = to_regclass('imdb_meta.model_builds'))"
+            ~ " and exists (select from imdb_meta.model_watermarks where model = '" ~ node.name
+            ~ "' and not full_build)"
+        ) if execute else none -%}
+        {%- if last is not none and last.rows[0][0] -%}
+            {{ return(node.config.unique_key) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(none) }}
 {%- endmacro %}
