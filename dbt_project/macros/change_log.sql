@@ -61,7 +61,8 @@ The post-hook moves consumed_id to the horizon in the build's own transaction.
         and (config.get('meta') or {}).get('change_tables') is not none) }}
 {%- endmacro %}
 
-{#- Names the change log as the model's source (so dbt and Dagster see it) and decides the build's window. -#}
+{#- Names the change log as the model's source (dbt's lineage; Dagster's translator leaves it out of the asset
+    graph, as the tables' assets write it) and decides the build's window. -#}
 {% macro follow_change_log() -%}
     {%- if model.resource_type != 'unit_test' -%}
         -- follows the change log, {{ source('imdb_meta', 'changes') }}
