@@ -59,9 +59,11 @@ class Report:
         return sum(n.median for n in self.nodes if n.kind == kind)
 
 
-def dbt_build(url: str, project: Path, target: Path, select: list[str]) -> tuple[float, dict]:
-    """One `dbt build`; its wall time and run_results.json."""
-    command = [sys.executable, "-m", "dbt.cli.main", "build", "--target-path", str(target)]
+def dbt_build(
+    url: str, project: Path, target: Path, select: list[str], extra: list[str] | None = None
+) -> tuple[float, dict]:
+    """One `dbt build` (with ``extra`` arguments); its wall time and run_results.json."""
+    command = [sys.executable, "-m", "dbt.cli.main", "build", "--target-path", str(target), *(extra or [])]
     command += ["--project-dir", str(project), "--profiles-dir", str(project)]
     command += ["--select", *select] if select else []
     started = time.monotonic()
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--select", nargs="*", default=[], help="dbt node selection (default: everything)")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="another dbt project, to compare")
     parser.add_argument("--label", help="name of the report (default: rows_<rows>, or the data folder's name)")
+    parser.add_argument("--full-refresh", action="store_true", help="build the incremental models whole")
     args = parser.parse_args(argv)
     work = args.data.absolute()
     external = os.environ.get("DATABASE_URL")
@@ -144,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
         results, build_seconds = [], []
         with tempfile.TemporaryDirectory() as target:
             for run in range(args.repeat):
-                seconds, run_results = dbt_build(url, args.project_dir.absolute(), Path(target), args.select)
+                extra = ["--full-refresh"] if args.full_refresh else []
+                seconds, run_results = dbt_build(url, args.project_dir.absolute(), Path(target), args.select, extra)
                 print(f"dbt build {run + 1}/{args.repeat}: {seconds:.1f} s", flush=True)
                 build_seconds.append(round(seconds, 2))
                 results.append(run_results)

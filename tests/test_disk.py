@@ -113,7 +113,7 @@ def test_a_mart_whose_sort_outgrows_temp_file_limit_fails_its_step_and_keeps_the
     copy = shutil.copytree(PROJECT_DIR, tmp_path / "dbt_project", ignore=shutil.ignore_patterns("target", "logs"))
     model = copy / "models" / "marts" / "title_genres.sql"
     runaway = "(select count(*) from (select g from generate_series(1, 3000000) as g order by g desc) as runaway)"
-    model.write_text(model.read_text() + f"where {runaway} > 0\n")
+    model.write_text(model.read_text() + f"and {runaway} > 0\n")  # the model ends with its WHERE clause
     edited = DbtProject(project_dir=copy, profiles_dir=copy)
     prepare(edited)
     (name,) = world.query("SELECT current_database()")[0]

@@ -1,24 +1,49 @@
 {#-
 The known-for names come from one hash join: the planner otherwise looks each title up in its index, a few
-million lookups, so nested loops are off for this model's transaction.
--#}
-{{ config(indexes=[{'columns': ['nconst'], 'unique': True}], pre_hook="set local enable_nestloop = off") }}
+million lookups, so nested loops are off for this model's full build.
 
--- Credits per person and category, and the years of their titles, from the same inputs and rules as title_people
--- (principals plus title.crew's directors and writers, titles IMDb lists) rather than from title_people itself,
--- so that both build side by side. A credit is a distinct title per person and category, as in title_people;
+Rebuilt by person from the change log: the people whose own row changed, whose credits title_people deleted or
+inserted (its log, so it is built first), or who are known for a title whose name changed.
+-#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='touched_keys',
+    unique_key='nconst',
+    meta={
+        'change_tables': ['name_basics', 'title_basics', 'title_crew', 'title_principals'],
+        'change_parents': ['title_people'],
+    },
+    pre_hook=[
+        "{{ create_touched_keys(touched_people(ref('stg_imdb__name_basics'))) }}",
+        "{{ on_full_build('set local enable_nestloop = off') }}",
+    ],
+    indexes=[{'columns': ['nconst'], 'unique': True}],
+) }}
+{{ follow_change_log() }}
+-- depends_on: {{ ref('title_people') }}
+
+-- Credits per person and category, and the years of their titles. A full build counts them from the same inputs
+-- and rules as title_people (principals plus title.crew's directors and writers, titles IMDb lists) rather than
+-- from title_people itself, which is faster; an incremental one reads the touched people's credits from
+-- title_people, built just before. A credit is a distinct title per person and category, as in title_people;
 -- credits of people IMDb does not list fall out at the join to name.basics below.
 with credited as (
-    select tconst, nconst, coalesce(category, 'unknown') as category
-    from {{ ref('stg_imdb__title_principals') }}
-    union all
-    select crew.tconst, director.nconst, 'director' as category
-    from {{ ref('stg_imdb__title_crew') }} as crew
-    cross join lateral unnest(crew.directors) as director (nconst)
-    union all
-    select crew.tconst, writer.nconst, 'writer' as category
-    from {{ ref('stg_imdb__title_crew') }} as crew
-    cross join lateral unnest(crew.writers) as writer (nconst)
+    {%- if is_incremental() %}
+        select tconst, nconst, category
+        from {{ ref('title_people') }}
+        where {{ touched_only('nconst') }}
+    {%- else %}
+        select tconst, nconst, coalesce(category, 'unknown') as category
+        from {{ ref('stg_imdb__title_principals') }}
+        union all
+        select crew.tconst, director.nconst, 'director' as category
+        from {{ ref('stg_imdb__title_crew') }} as crew
+        cross join lateral unnest(crew.directors) as director (nconst)
+        union all
+        select crew.tconst, writer.nconst, 'writer' as category
+        from {{ ref('stg_imdb__title_crew') }} as crew
+        cross join lateral unnest(crew.writers) as writer (nconst)
+    {%- endif %}
 ),
 
 per_category as (
@@ -51,6 +76,7 @@ known_for as (
         select people.nconst, title.tconst, title.position
         from {{ ref('stg_imdb__name_basics') }} as people
         cross join lateral unnest(people.known_for_tconsts) with ordinality as title (tconst, position)
+        where {{ touched_only('people.nconst') }}
     ) as known
     left join {{ ref('stg_imdb__title_basics') }} as titles on titles.tconst = known.tconst
     group by known.nconst
@@ -71,3 +97,4 @@ select
 from {{ ref('stg_imdb__name_basics') }} as people
 left join known_for on known_for.nconst = people.nconst
 left join credits on credits.nconst = people.nconst
+where {{ touched_only('people.nconst') }}

@@ -1,7 +1,16 @@
-{{ config(indexes=[
-    {'columns': ['series_tconst', 'season_number', 'episode_number']},
-    {'columns': ['episode_tconst'], 'unique': True},
-]) }}
+{#- Rebuilt by series from the change log: a season's figures change with any of its episodes. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='touched_keys',
+    unique_key='series_tconst',
+    meta={'change_tables': ['title_episode', 'title_basics', 'title_ratings'], 'change_parents': []},
+    pre_hook="{{ create_touched_keys(touched_series()) }}",
+    indexes=[
+        {'columns': ['series_tconst', 'season_number', 'episode_number']},
+        {'columns': ['episode_tconst'], 'unique': True},
+    ],
+) }}
+{{ follow_change_log() }}
 
 with episodes as (
     select
@@ -18,6 +27,7 @@ with episodes as (
     inner join {{ ref('stg_imdb__title_basics') }} as series on series.tconst = episode.series_tconst
     inner join {{ ref('stg_imdb__title_basics') }} as titles on titles.tconst = episode.tconst
     left join {{ ref('stg_imdb__title_ratings') }} as ratings on ratings.tconst = episode.tconst
+    where {{ touched_only('episode.series_tconst') }}
 )
 
 select

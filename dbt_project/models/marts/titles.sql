@@ -1,10 +1,22 @@
-{#- Besides the key: one index per sort order of the API's /v1/titles pages, on the expression it sorts by. -#}
-{{ config(indexes=[
+{#- Besides the key: one index per sort order of the API's /v1/titles pages, on the expression it sorts by. Rebuilt
+    by title from the change log (macros/change_log.sql, touched_titles() in macros/touched_keys.sql). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='touched_keys',
+    unique_key='tconst',
+    meta={
+        'change_tables': ['title_basics', 'title_ratings', 'title_crew', 'title_episode', 'name_basics'],
+        'change_parents': [],
+    },
+    pre_hook="{{ create_touched_keys(touched_titles()) }}",
+    indexes=[
     {'columns': ['tconst'], 'unique': True},
     {'columns': ['(coalesce(num_votes, 0))', 'tconst']},
     {'columns': ['(coalesce(average_rating, 0))', 'tconst']},
     {'columns': ['(coalesce(start_year, 0))', 'tconst']},
-]) }}
+],
+) }}
+{{ follow_change_log() }}
 
 -- Director and writer names in credit order (title.crew's arrays), people IMDb does not list left out. The credits
 -- are unnested on their own so that the names come from one hash join rather than a lookup per credit.
@@ -12,10 +24,12 @@ with crew_credits as (
     select crew.tconst, 'director' as role, director.nconst, director.position
     from {{ ref('stg_imdb__title_crew') }} as crew
     cross join lateral unnest(crew.directors) with ordinality as director (nconst, position)
+    where {{ touched_only('crew.tconst') }}
     union all
     select crew.tconst, 'writer' as role, writer.nconst, writer.position
     from {{ ref('stg_imdb__title_crew') }} as crew
     cross join lateral unnest(crew.writers) with ordinality as writer (nconst, position)
+    where {{ touched_only('crew.tconst') }}
 ),
 
 crew_names as (
@@ -52,3 +66,4 @@ left join {{ ref('stg_imdb__title_ratings') }} as ratings on ratings.tconst = ba
 left join crew_names on crew_names.tconst = basics.tconst
 left join {{ ref('stg_imdb__title_episode') }} as episode on episode.tconst = basics.tconst
 left join {{ ref('stg_imdb__title_basics') }} as series on series.tconst = episode.series_tconst
+where {{ touched_only('basics.tconst') }}

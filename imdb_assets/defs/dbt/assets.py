@@ -3,11 +3,13 @@
 A model's code version is dbt's checksum of its SQL together with its config and contract (`translator`), so editing
 either marks it stale. The step rebuilds only the selected models that `staleness` finds stale or missing, in one
 `dbt build` (which parses partially from the prepared manifest), then runs the tests of the models it did not
-rebuild, so every selected check is evaluated by every run: a run with nothing to rebuild only tests. Before it
-builds, the step estimates the disk its tables need and is refused, having built nothing, when the disk cannot
-hold them (`imdb_assets.disk`).
+rebuild, so every selected check is evaluated by every run: a run with nothing to rebuild only tests. The
+incremental models rebuild only the keys the change log touched (`dbt_project/macros/change_log.sql`); one whose
+code changed, or every one with the `full_refresh` config, is built whole. Before it builds, the step estimates the
+disk its tables need and is refused, having built nothing, when the disk cannot hold them (`imdb_assets.disk`).
 """
 
+import json
 import os
 import re
 import shutil
@@ -43,6 +45,19 @@ PARTIAL_PARSE = "partial_parse.msgpack"
 class DbtBuildConfig(Config):
     force: bool = False
     """Rebuild every selected model, even those Dagster has as up to date."""
+    full_refresh: bool = False
+    """Build every selected model whole (dbt's --full-refresh), the incremental ones too: the same rows as their
+    builds from the change log, computed from all of their inputs."""
+
+
+def _build_args(excluded: list[str], rebuild: Mapping[AssetKey, staleness.Rebuild], full_refresh: bool) -> list[str]:
+    """`dbt build`'s arguments: the models not rebuilt excluded; all built whole with ``full_refresh``, else those
+    whose code changed (the var the change log's macros read)."""
+    args = ["build", *(["--exclude", " ".join(excluded)] if excluded else [])]
+    if full_refresh:
+        return [*args, "--full-refresh"]
+    whole = sorted(key.path[-1] for key, why in rebuild.items() if why.whole)
+    return [*args, "--vars", json.dumps({"full_refresh_models": whole})] if whole else args
 
 
 def _ephemeral_not_inlined(manifest: Mapping[str, Any], rebuilt: set[str]) -> list[str]:
@@ -134,8 +149,9 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
         warehouse: Warehouse,
     ):
         url = warehouse.url()
-        if config.force:
-            rebuild = {key: staleness.Rebuild("forced by the run's config") for key in context.selected_asset_keys}
+        if config.force or config.full_refresh:
+            reason = "built whole by the run's config" if config.full_refresh else "forced by the run's config"
+            rebuild = {key: staleness.Rebuild(reason) for key in context.selected_asset_keys}
         else:
             rebuild = _to_rebuild(context, warehouse)
         up_to_date = sorted(key.path[-1] for key in context.selected_asset_keys - rebuild.keys())
@@ -148,8 +164,7 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
         with _dbt_environment(_step_environment(url)):
             if rebuild:
                 excluded = up_to_date + _ephemeral_not_inlined(manifest, {key.path[-1] for key in rebuild})
-                args = ["build", *(["--exclude", " ".join(excluded)] if excluded else [])]
-                invocation = dbt.cli(args, context=context)
+                invocation = dbt.cli(_build_args(excluded, rebuild, config.full_refresh), context=context)
                 yield from _events(invocation, context, store, warehouse, rebuild, evaluated)
                 _keep_partial_parse(invocation, dbt_project)
             if context.selected_asset_check_keys - evaluated:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from dagster import AssetExecutionContext, AssetKey, DataVersion
 
+CODE_CHANGED = "its code changed"
 # The tag under which Dagster records a materialization's data version; no public accessor reads it back.
 DATA_VERSION_TAG = "dagster/data_version"
 
@@ -28,10 +29,12 @@ DATA_VERSION_TAG = "dagster/data_version"
 @dataclass(frozen=True)
 class Rebuild:
     """Why an asset is rebuilt. ``same_contents`` when only its relation went missing: rebuilt from the same inputs
-    by the same code, it keeps its data version, so what reads it need not be rebuilt for its sake."""
+    by the same code, it keeps its data version, so what reads it need not be rebuilt for its sake. ``whole`` when
+    its code changed: an incremental model then builds every row again, not only those the change log touched."""
 
     reason: str
     same_contents: bool = False
+    whole: bool = False
 
 
 def latest_data_version(context: AssetExecutionContext, key: AssetKey) -> DataVersion | None:
@@ -61,7 +64,7 @@ def rebuilds(
     for key in keys_in_order:
         reason = _changed(context, key, code_versions.get(key), parents.get(key, set()), decided, version_of)
         if reason:
-            decided[key] = Rebuild(reason)
+            decided[key] = Rebuild(reason, whole=reason == CODE_CHANGED)
         elif not exists(key):
             decided[key] = Rebuild("its relation is missing from the database", same_contents=True)
     return decided
@@ -72,7 +75,7 @@ def _changed(context, key, code_version, parents, decided, version_of) -> str | 
     if provenance is None:
         return "Dagster has no record of building it"
     if code_version is not None and provenance.code_version != code_version:
-        return "its code changed"
+        return CODE_CHANGED
     for parent in sorted(parents, key=lambda k: k.to_user_string()):
         if parent in decided and not decided[parent].same_contents:
             return f"{parent.to_user_string()} is rebuilt first"

@@ -11,17 +11,24 @@ from dagster import AssetKey, AssetSpec
 from dagster_dbt import DagsterDbtTranslator, DbtProject
 
 from imdb_assets.catalog import SCHEMA
+from imdb_assets.load import CHANGE_LOG, META_SCHEMA
+
+CHANGE_LOG_KEY = AssetKey([META_SCHEMA, CHANGE_LOG])
 
 
 class ImdbDbtTranslator(DagsterDbtTranslator):
-    """Sources are the table assets (`imdb/<table>`); models are keyed by the schema they land in, grouped by
-    their folder (staging, intermediate, marts), versioned by their SQL, config and contract, together with those
-    of the ephemeral models they read."""
+    """Sources are the table assets (`imdb/<table>`), and the change log (`imdb_meta/changes`), which is no dependency;
+    models are keyed by the schema they land in, grouped by their folder (staging, intermediate, marts), versioned
+    by their SQL, config and contract, together with those of the ephemeral models they read."""
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> AssetSpec:
         # An ephemeral model is no asset: its SQL is inlined into the models that read it, so an edit to it must
         # change their code version, or Dagster would keep them as up to date.
         spec = super().get_asset_spec(manifest, unique_id, project)
+        # The change log is read by the incremental models, and written by the table assets they already depend on:
+        # no asset of its own, nor a node of the graph.
+        if any(dep.asset_key == CHANGE_LOG_KEY for dep in spec.deps):
+            spec = spec.replace_attributes(deps=[dep for dep in spec.deps if dep.asset_key != CHANGE_LOG_KEY])
         inlined = sorted(ephemeral_ancestors(manifest, unique_id))
         if spec.code_version is None or not inlined:
             return spec
@@ -30,7 +37,8 @@ class ImdbDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return AssetKey([SCHEMA, dbt_resource_props["name"]])
+            # imdb/<table> for the tables; the change log, which every table's load writes, is imdb_meta/changes.
+            return AssetKey([dbt_resource_props.get("source_name", SCHEMA), dbt_resource_props["name"]])
         return AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
