@@ -100,7 +100,14 @@ def ensure_api_role(admin_url: str, password: str, statement_timeout_ms: int) ->
                         sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(name, role)
                     )
                 conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(load.META_SCHEMA), role))
-                conn.execute(sql.SQL("GRANT SELECT ON {}.loads TO {}").format(sql.Identifier(load.META_SCHEMA), role))
+                meta = sql.Identifier(load.META_SCHEMA)
+                conn.execute(sql.SQL("GRANT SELECT ON {}.loads TO {}").format(meta, role))
+                # The marts' watermarks, part of the release's tag, whenever dbt creates them.
+                if conn.execute("SELECT to_regclass('imdb_meta.model_watermarks')").fetchone() != (None,):
+                    conn.execute(sql.SQL("GRANT SELECT ON {}.model_watermarks TO {}").format(meta, role))
+                conn.execute(
+                    sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(meta, role)
+                )
                 api = sql.Identifier(API_SCHEMA)
                 conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(api, role))
                 conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE (revoked_at) ON {}.keys TO {}").format(api, role))

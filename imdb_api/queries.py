@@ -226,5 +226,12 @@ RELEASE_LOADS = """SELECT table_name, source_sha256, loaded_at, source_last_modi
 ORDER BY table_name"""
 MART_RELATIONS = """SELECT array_agg(c.oid::bigint ORDER BY c.oid) FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'imdb_marts'"""
+# An incremental mart changes in place (its oid stays): its watermark moves in the transaction of its build.
+WATERMARKS_READABLE = (
+    """SELECT coalesce(has_table_privilege(to_regclass('imdb_meta.model_watermarks'), 'SELECT'), false)"""
+)
+MART_WATERMARKS = (
+    """SELECT array_agg((model, consumed_id, generation)::text ORDER BY model) FROM imdb_meta.model_watermarks"""
+)
 
 READY = """SELECT array_agg(name) FILTER (WHERE to_regclass(name) IS NULL) FROM unnest(%s::text[]) AS name"""

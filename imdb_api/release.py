@@ -1,9 +1,10 @@
 """Which release an answer comes from: an ``ETag`` and a ``Last-Modified`` on every read route's answer, and a 304
 for a client that already holds it.
 
-The release is what ``imdb_meta.loads`` records (each table's file, by its sha256, and when it was swapped in) and
-the relations of ``imdb_marts`` (dbt rebuilds a mart as a new table, so its oid changes): between two releases
-neither changes, and neither does any answer. A read route's answer is a function of the release and its URL, so
+The release is what ``imdb_meta.loads`` records (each table's file, by its sha256, and when it was swapped in), the
+relations of ``imdb_marts`` (dbt rebuilds a mart as a new table, so its oid changes) and the watermarks of the marts
+dbt updates in place (``imdb_meta.model_watermarks``, moved in each build's transaction): between two releases none
+changes, and neither does any answer. A read route's answer is a function of the release and its URL, so
 its ETag is the release's tag and a digest of the URL: weak, since equal answers are promised, not equal bytes.
 The tag is read at most once per ``CHECK_SECONDS`` by each process, so it costs no query per request; an answer's
 tag may lag a release by that long. The key is checked before any of this: no key, no 304.
@@ -65,7 +66,10 @@ class ReleaseWatch:
         async with self.pool.connection() as conn:
             loads = await (await conn.execute(queries.RELEASE_LOADS)).fetchall()
             marts = one_row(await (await conn.execute(queries.MART_RELATIONS)).fetchone())[0]
-        digest = hashlib.blake2b(repr((loads, marts)).encode(), digest_size=8).hexdigest()
+            watermarks = None
+            if one_row(await (await conn.execute(queries.WATERMARKS_READABLE)).fetchone())[0]:
+                watermarks = one_row(await (await conn.execute(queries.MART_WATERMARKS)).fetchone())[0]
+        digest = hashlib.blake2b(repr((loads, marts, watermarks)).encode(), digest_size=8).hexdigest()
         dates = [release_date(last_modified) or loaded_at for _, _, loaded_at, last_modified in loads]
         return Release(digest, format_datetime(max(dates).astimezone(UTC), usegmt=True) if dates else None)
 

@@ -196,3 +196,22 @@ def test_the_cache_holds_one_release_within_its_bytes() -> None:
     assert cache.size == 0 and not cache.bodies
     cache.put("r1", ("/a",), b"aaaa")  # built under the previous release: not kept
     assert cache.get("r2", ("/a",)) is None
+
+
+def test_a_mart_built_in_place_is_a_new_release(cache_world: CacheWorld) -> None:
+    """An incremental build changes a mart's rows, not its relation: its watermark, moved in the build's
+    transaction, is what tells the cache (and the ETag) that the answers changed."""
+    key = new_key(cache_world.db_url, "reader")
+    with cache_world.cached.client(key) as cached:
+        etag = cached.get(PATHS[0]).headers["etag"]
+        change_without_a_release(cache_world.db_url, "tt0000001", "Twin Hearts Incremental")
+        with psycopg.connect(cache_world.db_url, autocommit=True) as conn:
+            moved = "UPDATE imdb_meta.model_watermarks SET consumed_id = consumed_id + %s WHERE model = 'titles'"
+            assert conn.execute(moved, (1,)).rowcount == 1
+            try:
+                wait_for_answer(cached, PATHS[0], lambda answer: answer["primary_title"] == "Twin Hearts Incremental")
+                assert cached.get(PATHS[0]).headers["etag"] != etag
+            finally:
+                change_without_a_release(cache_world.db_url, "tt0000001", "Twin Hearts")
+                conn.execute(moved, (-1,))
+        wait_for_answer(cached, PATHS[0], lambda answer: answer == TWIN_HEARTS)
