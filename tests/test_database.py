@@ -19,7 +19,7 @@ from imdb_assets.defs.resources import Warehouse
 from tests.conftest import Platform
 from tests.dagster_dev import fresh_home
 from tests.stock_server import CONNECTIONS, ROLE, StockServer
-from tests.test_dbt import MARTS, assert_all_checks_pass
+from tests.test_dbt import HISTORY_MARTS, MARTS, assert_all_checks_pass
 from tests.test_pipeline import assert_table_matches_file
 
 # max_connections less superuser_reserved_connections' default of 3: what the role may open.
@@ -115,7 +115,8 @@ def test_the_platform_on_a_stock_server_as_a_non_superuser_through_a_postgres_ur
     assert_all_checks_pass(result)
     rows = {m: platform.query(f"SELECT count(*) FROM imdb_marts.{m}")[0][0] for m in MARTS}
     assert rows["titles"] == platform.query("SELECT count(*) FROM imdb.title_basics")[0][0]
-    assert min(rows.values()) > 0
+    # The ratings history's marts stay empty until releases a day apart have been loaded.
+    assert min(count for mart, count in rows.items() if mart not in HISTORY_MARTS) > 0
 
     parts = platform.query("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", "imdb.title_principals")
     assert parts == [(ROLE_SLOTS - held - 1 - database.SPARE_CONNECTIONS,)]

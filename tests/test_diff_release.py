@@ -25,12 +25,12 @@ from tests.conftest import RATINGS, Platform, drop_database, fresh_database
 from tests.mirror_server import MirrorServer
 from tests.test_churn import BUSY
 
+# The ratings history's marts, which a fresh load does not have: what they hold is tested in tests/test_api.py.
+from tests.test_dbt import HISTORY_MARTS
+
 DAYS = 3  # releases after the first
 READER = "diff_test_reader"
 MARTS_SCHEMA = "imdb_marts"
-# Marts of the ratings history, which a fresh load does not have: what they hold after three releases is tested in
-# tests/test_api.py, on a history of known rows.
-HISTORY_MARTS = {"title_rating_trends", "title_trending_ranks"}
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,6 @@ def _history_spec(ratings: Dataset) -> AssetSpec:
         f"{ratings.file_name}, in the transaction that changes {SCHEMA}.{ratings.table}; never rewritten.",
         metadata={"dagster/table_name": f"{SCHEMA}.{history.HISTORY_TABLE}"},
         code_version=TABLE_CODE_VERSION,
-        skippable=True,
     )
 
 
@@ -326,8 +325,11 @@ def _changes(result: load.LoadResult, held: load.CurrentLoad | None) -> dict[str
     return {"rows_inserted": inserted, "rows_changed": changed, "rows_deleted": deleted}
 
 
-def _history(context: AssetExecutionContext, ratings: Dataset, warehouse: Warehouse) -> MaterializeResult:
-    """The history after this step's load of title.ratings: its rows, and those valid from the release loaded."""
+def _history(
+    context: AssetExecutionContext, ratings: Dataset, warehouse: Warehouse, appended: bool
+) -> MaterializeResult:
+    """The history after this step's load of title.ratings (``appended``: it loaded a release, else the table and
+    so the history were kept): its rows, and those valid from the release the table holds."""
     table = f"{SCHEMA}.{history.HISTORY_TABLE}"
     with warehouse.connect() as conn:
         held = load.current_load(conn, ratings)
@@ -340,6 +342,7 @@ def _history(context: AssetExecutionContext, ratings: Dataset, warehouse: Wareho
         asset_key=HISTORY_KEY,
         metadata={
             "dagster/row_count": total,
+            "reloaded": appended,
             "release_date": MetadataValue.text(day.isoformat()),
             "rows_of_this_release": this_release,
             **metadata.relation_metadata(warehouse, table),
@@ -375,8 +378,8 @@ def build_file_assets(dataset: Dataset) -> AssetsDefinition:
             table = _load(context, dataset, config, store, warehouse)
             reloaded = bool(table.metadata and table.metadata["reloaded"])
             yield table
-        if HISTORY_KEY in selected and reloaded:  # the history changes only with the table
-            yield _history(context, dataset, warehouse)
+        if HISTORY_KEY in selected:
+            yield _history(context, dataset, warehouse, appended=reloaded)
 
     return refresh_file
 
