@@ -35,7 +35,7 @@ ARTIFACTS = REPO / "artifacts" / "ui"
 LAYERS = ["raw_files", "parsed_frames", "imdb_tables", "staging", "intermediate", "marts"]
 GRAPH = defs.resolve_asset_graph()
 # The page is first large enough to draw every node of the expanded graph in full, then of a common screen's size.
-WHOLE_GRAPH = {"width": 3600, "height": 9000}
+WHOLE_GRAPH = {"width": 3600, "height": 16000}
 SCREEN = {"width": 1600, "height": 1000}
 
 pytestmark = pytest.mark.skipif(
