@@ -64,7 +64,9 @@ def api_database_url(settings: Settings) -> str:
         url = settings.api_database_url
     else:
         admin = settings.database()
-        password = settings.api_database_password or _stored_password(settings.data_path)
+        password = settings.api_database_password or _stored_password(
+            settings.data_folder("the API's generated database password (else set IMDB_API_DATABASE_PASSWORD)")
+        )
         ensure_api_role(admin, password, settings.api_statement_timeout_ms)
         url = make_conninfo(admin, user=API_ROLE, password=password)
     check_read_only(url)

@@ -73,7 +73,7 @@ def _url(config: settings.Settings, args: list[str]) -> int:
 
 
 def _db_stop(config: settings.Settings, args: list[str]) -> int:
-    database.stop_embedded_server(config.data_path)
+    database.stop_embedded_server(config.data_folder("the embedded server"))
     return 0
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
+from imdb_assets import storage
 from imdb_assets.catalog import Dataset
+from imdb_assets.storage import Location
 
 PARTITION_ROWS = 5_000_000  # rows of a frame joined at once: keys and a hash each, a few hundred MB at most
 CHANGE = "change"  # the column of the changed rows' frame that says 'insert' or 'update'
@@ -49,11 +50,11 @@ class FrameDiff:
         return self.written / self.old_rows if self.old_rows else 1.0
 
 
-def key_ranges(dataset: Dataset, frame: Path, rows: int) -> list[tuple[Any, Any]]:
+def key_ranges(dataset: Dataset, frame: Location, rows: int) -> list[tuple[Any, Any]]:
     """Ranges [low, high) of the first key column (None: unbounded) of about ``PARTITION_ROWS`` rows of ``frame``
     each, cut at row groups' smallest keys; one unbounded range without statistics or rows to share."""
     parts = math.ceil(rows / PARTITION_ROWS)
-    metadata = pq.ParquetFile(frame).metadata
+    metadata = storage.parquet_file(frame).metadata
     key = dataset.primary_key[0]
     least = []
     for group in map(metadata.row_group, range(metadata.num_row_groups)):
@@ -75,14 +76,14 @@ def _in_range(column: str, low: Any, high: Any) -> pl.Expr:
     return condition
 
 
-def diff_frames(dataset: Dataset, old: Path, new: Path, out_dir: Path | None = None) -> FrameDiff:
+def diff_frames(dataset: Dataset, old: Location, new: Location, out_dir: Path | None = None) -> FrameDiff:
     """Compare two parsed frames of ``dataset`` by key and whole row. With ``out_dir``, also write there the new
     frame's inserted and changed rows (``rows.parquet``, the catalog's columns and CHANGE) and the deleted keys
     (``deleted.parquet``)."""
     keys = list(dataset.primary_key)
     names = [c.name for c in dataset.columns]
     values = [name for name in names if name not in keys]
-    old_scan, new_scan = pl.scan_parquet(old).select(names), pl.scan_parquet(new).select(names)
+    old_scan, new_scan = storage.scan_parquet(old).select(names), storage.scan_parquet(new).select(names)
     old_rows = old_scan.select(pl.len()).collect().item()
     new_rows = new_scan.select(pl.len()).collect().item()
     ranges = key_ranges(dataset, new, max(old_rows, new_rows))

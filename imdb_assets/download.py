@@ -1,19 +1,20 @@
 """Conditional, verified, atomic downloads of IMDb's `.tsv.gz` files.
 
-A file is streamed to a temporary name beside its destination while it is hashed and decompressed end to end; only
-a complete gzip stream replaces the previous copy (``os.replace``). What was fetched (ETag, Last-Modified, size,
-mtime, sha256) is kept in a sidecar JSON so the next request can be conditional even on a throwaway Dagster instance.
-Given the release it must not go back from, a download reads the offered file's date from its answer's headers (or
-its mtime) and refuses an older one before any byte is written (``imdb_assets.release``).
+A file is streamed to a temporary name beside its destination (in a bucket, a multipart upload) while it is hashed
+and decompressed end to end; only a complete gzip stream replaces the previous copy (``storage.publish``). What was
+fetched (ETag, Last-Modified, size, mtime, sha256) is kept in a sidecar JSON so the next request can be conditional
+even on a throwaway Dagster instance. Given the release it must not go back from, a download reads the offered
+file's date from its answer's headers (or its mtime) and refuses an older one before any byte is written
+(``imdb_assets.release``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 import zlib
@@ -24,7 +25,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-from imdb_assets import release
+from imdb_assets import release, storage
+from imdb_assets.storage import Location
 
 CHUNK = 1 << 20
 INFLATE_LIMIT = 64 << 20  # bound the memory one inflate call may use
@@ -71,21 +73,21 @@ class LocalCopy:
     downloaded_at: float
 
     @staticmethod
-    def sidecar(path: Path) -> Path:
+    def sidecar(path: Location) -> Location:
         return path.with_name(path.name + ".json")
 
     @classmethod
-    def read(cls, path: Path) -> LocalCopy | None:
+    def read(cls, path: Location) -> LocalCopy | None:
         sidecar = cls.sidecar(path)
         if not (path.exists() and sidecar.exists()):
             return None
         data = json.loads(sidecar.read_text())
         return cls(**{**data, "version": RemoteVersion(**data["version"])})
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Location) -> None:
         tmp = self.sidecar(path).with_suffix(".json.tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, self.sidecar(path))
+        storage.publish(tmp, self.sidecar(path))
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def _raise_for_status(url: str, response: httpx.Response) -> None:
 
 def download(
     url: str,
-    dest: Path,
+    dest: Location,
     *,
     force: bool = False,
     not_older_than: str | None = None,
@@ -211,7 +213,7 @@ def download(
 
 
 def _fetch(
-    url: str, dest: Path, previous: LocalCopy | None, not_older_than: str | None, timeout: float, log
+    url: str, dest: Location, previous: LocalCopy | None, not_older_than: str | None, timeout: float, log
 ) -> LocalCopy | None:
     """One attempt. Returns None when the remote file is unchanged."""
     if urlsplit(url).scheme == "file":
@@ -254,9 +256,9 @@ def _read_chunks(stream) -> Iterator[bytes]:
         yield chunk
 
 
-def _store(url, version, chunks: Iterator[bytes], dest: Path, expected: int | None, log) -> LocalCopy:
+def _store(url, version, chunks: Iterator[bytes], dest: Location, expected: int | None, log) -> LocalCopy:
     """Stream ``chunks`` to a temporary file, verify them, then atomically replace ``dest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    storage.ensure_folder(dest.parent)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.part")
     verifier = GzipVerifier()
     started = last_report = time.monotonic()
@@ -282,9 +284,10 @@ def _store(url, version, chunks: Iterator[bytes], dest: Path, expected: int | No
             sha256=verifier.sha256.hexdigest(),
             downloaded_at=time.time(),
         )
-        os.replace(tmp, dest)
+        storage.publish(tmp, dest)
         copy.write(dest)
         return copy
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # an object store that went away keeps its partial upload
+            tmp.unlink(missing_ok=True)
         raise

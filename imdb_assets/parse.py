@@ -10,26 +10,26 @@ rejected lines is within the allowed fraction, so a bad file never replaces a go
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
 import math
-import os
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from polars.datatypes import DataType, DataTypeClass
 
+from imdb_assets import storage
 from imdb_assets.catalog import LIST_SEPARATORS, Column, Dataset, Kind
+from imdb_assets.storage import Location
 
 T = TypeVar("T")
 NULL = r"\N"
@@ -95,11 +95,11 @@ class ParseResult:
         return self.rejects / self.lines if self.lines else 0.0
 
     @staticmethod
-    def sidecar(parquet: Path) -> Path:
+    def sidecar(parquet: Location) -> Location:
         return parquet.with_name(parquet.name + ".json")
 
     @classmethod
-    def read(cls, parquet: Path) -> ParseResult | None:
+    def read(cls, parquet: Location) -> ParseResult | None:
         sidecar = cls.sidecar(parquet)
         if not (parquet.exists() and sidecar.exists()):
             return None
@@ -114,9 +114,9 @@ def arrow_schema(dataset: Dataset) -> pa.Schema:
 
 def parse_file(
     dataset: Dataset,
-    raw: Path,
-    parquet: Path,
-    rejects: Path,
+    raw: Location,
+    parquet: Location,
+    rejects: Location,
     *,
     source_sha256: str,
     max_reject_fraction: float,
@@ -127,34 +127,32 @@ def parse_file(
     """Parse ``raw`` into ``parquet`` (and ``rejects``), replacing them only if the file is acceptable."""
     log = log or logging.getLogger(__name__)
     started = time.monotonic()
-    parquet.parent.mkdir(parents=True, exist_ok=True)
-    rejects.parent.mkdir(parents=True, exist_ok=True)
+    storage.ensure_folder(parquet.parent)
+    storage.ensure_folder(rejects.parent)
     tmp_parquet = parquet.with_name(f".{parquet.name}.{uuid.uuid4().hex[:12]}.part")
     tmp_rejects = rejects.with_name(f".{rejects.name}.{uuid.uuid4().hex[:12]}.part")
     parser = _BlockParser(dataset)
     try:
-        with (
-            pq.ParquetWriter(tmp_parquet, arrow_schema(dataset), **PARQUET_OPTIONS) as writer,
-            tmp_rejects.open("wb") as rejects_out,
-        ):
-            rejects_out.write(b"line\treason\traw\n")
-            last_report = started
-            # Three stages on three threads: inflating, parsing (Polars, itself multi-threaded) and writing.
-            blocks = read_ahead(_blocks(dataset, raw))
-            parsed = read_ahead(
-                (valid.to_arrow().cast(writer.schema), rejected)
-                for valid, rejected in (parser.parse(first_line, block) for first_line, block in blocks)
-            )
-            for valid, rejected in parsed:
-                writer.write_table(valid, row_group_size=ROW_GROUP_ROWS)
-                _write_rejects(rejects_out, rejected)
-                if time.monotonic() - last_report >= 5:
-                    last_report = time.monotonic()
-                    rate = parser.lines / (last_report - started)
-                    log.info(f"{dataset.file_name}: {parser.lines:,} lines parsed ({rate:,.0f} lines/s)")
-        if not parser.grouped_by_key:
-            log.info(f"{dataset.file_name} is not ordered by key: checking duplicates across the whole file")
-            _drop_scattered_duplicates(dataset, raw, tmp_parquet, tmp_rejects, parser)
+        with tmp_rejects.open("wb") as rejects_out:
+            with storage.parquet_writer(tmp_parquet, arrow_schema(dataset), **PARQUET_OPTIONS) as writer:
+                rejects_out.write(b"line\treason\traw\n")
+                last_report = started
+                # Three stages on three threads: inflating, parsing (Polars, itself multi-threaded) and writing.
+                blocks = read_ahead(_blocks(dataset, raw))
+                parsed = read_ahead(
+                    (valid.to_arrow().cast(writer.schema), rejected)
+                    for valid, rejected in (parser.parse(first_line, block) for first_line, block in blocks)
+                )
+                for valid, rejected in parsed:
+                    writer.write_table(valid, row_group_size=ROW_GROUP_ROWS)
+                    _write_rejects(rejects_out, rejected)
+                    if time.monotonic() - last_report >= 5:
+                        last_report = time.monotonic()
+                        rate = parser.lines / (last_report - started)
+                        log.info(f"{dataset.file_name}: {parser.lines:,} lines parsed ({rate:,.0f} lines/s)")
+            if not parser.grouped_by_key:
+                log.info(f"{dataset.file_name} is not ordered by key: checking duplicates across the whole file")
+                _drop_scattered_duplicates(dataset, raw, tmp_parquet, rejects_out, parser)
 
         result = ParseResult(
             rows=parser.rows,
@@ -168,7 +166,7 @@ def parse_file(
             source_last_modified=source_last_modified,
         )
         # Rejects are published even when the file is refused: they are how a user finds out why.
-        os.replace(tmp_rejects, rejects)
+        storage.publish(tmp_rejects, rejects)
         if result.rows == 0:
             raise ParseError(f"{dataset.file_name} has no valid data rows; the previous frame is kept")
         if result.reject_fraction > max_reject_fraction:
@@ -178,14 +176,15 @@ def parse_file(
                 f"the previous frame and table are kept. Reasons: {_top_reasons(result.reject_reasons)}. "
                 f"Rejected lines are in {rejects}"
             )
-        os.replace(tmp_parquet, parquet)
+        storage.publish(tmp_parquet, parquet)
         tmp = ParseResult.sidecar(parquet).with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(result), indent=2))
-        os.replace(tmp, ParseResult.sidecar(parquet))
+        storage.publish(tmp, ParseResult.sidecar(parquet))
         return result
     finally:
-        tmp_parquet.unlink(missing_ok=True)
-        tmp_rejects.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # an object store that went away keeps its partial uploads
+            storage.remove(tmp_parquet)
+            storage.remove(tmp_rejects)
 
 
 def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
@@ -215,9 +214,9 @@ def _top_reasons(reasons: dict[str, int], n: int = 3) -> str:
     return "; ".join(f"{count:,} x {reason}" for reason, count in top)
 
 
-def _blocks(dataset: Dataset, raw: Path) -> Iterator[tuple[int, bytes]]:
+def _blocks(dataset: Dataset, raw: Location) -> Iterator[tuple[int, bytes]]:
     """Yield (number of the first line, bytes of whole lines) after checking the header; line 1 is the header."""
-    with gzip.open(raw, "rb") as stream:
+    with raw.open("rb") as compressed, gzip.open(compressed, "rb") as stream:
         header = stream.readline()
         if header.rstrip(b"\n").decode("utf-8", "replace") != dataset.header:
             raise ParseError(
@@ -419,12 +418,14 @@ def _write_rejects(out, rejected: pl.DataFrame) -> None:
         out.write(f"{line}\t{reason}\t{raw}\n".encode())
 
 
-def _drop_scattered_duplicates(dataset: Dataset, raw: Path, parquet: Path, rejects: Path, parser: _BlockParser) -> None:
+def _drop_scattered_duplicates(
+    dataset: Dataset, raw: Location, parquet: Location, rejects_out: BinaryIO, parser: _BlockParser
+) -> None:
     """Second pass for files not ordered by key: find repeated keys with bounded memory (hash partitions of the key
-    columns), drop them from the frame and append their raw lines to the rejects."""
+    columns), drop them from the frame and write their raw lines to the rejects."""
     keys = list(dataset.primary_key)
     partitions = max(1, math.ceil(parser.rows / DEDUPE_PARTITION_ROWS))
-    scan = pl.scan_parquet(parquet).select(*keys, LINE_COLUMN)
+    scan = storage.scan_parquet(parquet).select(*keys, LINE_COLUMN)
     duplicates: list[int] = []
     for part in range(partitions):
         in_part = scan.filter(pl.struct(keys).hash(seed=0) % partitions == part)
@@ -434,19 +435,18 @@ def _drop_scattered_duplicates(dataset: Dataset, raw: Path, parquet: Path, rejec
         return
     dropped = set(duplicates)
     rewritten = parquet.with_name(parquet.name + ".dedup")
-    source = pq.ParquetFile(parquet)
+    source = storage.parquet_file(parquet)
     try:
-        with pq.ParquetWriter(rewritten, source.schema_arrow, **PARQUET_OPTIONS) as writer:
+        with storage.parquet_writer(rewritten, source.schema_arrow, **PARQUET_OPTIONS) as writer:
             for group in range(source.num_row_groups):
                 table = pl.DataFrame(source.read_row_group(group)).filter(~pl.col(LINE_COLUMN).is_in(duplicates))
                 writer.write_table(table.to_arrow().cast(writer.schema), row_group_size=ROW_GROUP_ROWS)
-        os.replace(rewritten, parquet)
+        storage.publish(rewritten, parquet)
     finally:
-        rewritten.unlink(missing_ok=True)
+        storage.remove(rewritten)
 
-    with rejects.open("ab") as out:
-        for first_line, block in _blocks(dataset, raw):
-            for offset, raw_line in enumerate(block.split(b"\n")):
-                if first_line + offset in dropped:
-                    out.write(f"{first_line + offset}\t{DUPLICATE_REASON}\t".encode() + raw_line + b"\n")
+    for first_line, block in _blocks(dataset, raw):
+        for offset, raw_line in enumerate(block.split(b"\n")):
+            if first_line + offset in dropped:
+                rejects_out.write(f"{first_line + offset}\t{DUPLICATE_REASON}\t".encode() + raw_line + b"\n")
     parser.count_late_duplicates(len(dropped))

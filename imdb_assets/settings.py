@@ -12,14 +12,19 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from limits import parse as parse_rate_limit
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+if TYPE_CHECKING:
+    from imdb_assets.storage import Location
+
 DEFAULT_BASE_URL = "https://datasets.imdbws.com/"
+# The object stores IMDB_DATA_DIR may name (imdb_assets.storage).
+DATA_DIR_SCHEMES = ("s3",)
 ENV_PREFIX = "IMDB_"
 
 
@@ -42,8 +47,10 @@ class Settings(BaseSettings):
         validation_alias="DATABASE_URL",
         description="Any PostgreSQL URI; unset means the embedded server under IMDB_DATA_DIR/postgres.",
     )
-    data_dir: Path = Field(
-        Path("data"), description="Raw files, parsed frames, rejects and the embedded database (default ./data)."
+    data_dir: str = Field(
+        "data",
+        description="Raw files, parsed frames, rejects and the embedded database (default ./data); or "
+        "s3://bucket/prefix for the files, with DATABASE_URL for the tables and the AWS_* variables for the bucket.",
     )
     # How files are refreshed.
     max_reject_fraction: float = Field(
@@ -131,6 +138,16 @@ class Settings(BaseSettings):
             raise ValueError("must be an http://, https:// or file:// URL")
         return value
 
+    @field_validator("data_dir")
+    @classmethod
+    def _folder_or_bucket(cls, value: str, info: ValidationInfo) -> str:
+        scheme = urlsplit(value).scheme.lower() if "://" in value else ""
+        if scheme and scheme not in DATA_DIR_SCHEMES:
+            raise ValueError(f"the scheme {scheme}:// is not supported; use a folder or s3://bucket/prefix")
+        if scheme and not info.data.get("database_url"):
+            raise ValueError("a bucket holds the files only: set DATABASE_URL to the PostgreSQL server of the tables")
+        return value
+
     @field_validator("temp_file_limit")
     @classmethod
     def _postgres_size(cls, value: str | None) -> str | None:
@@ -171,9 +188,18 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def data_path(self) -> Path:
-        """``data_dir``, absolute: every process agrees on it whatever its working directory."""
-        return self.data_dir.absolute()
+    def data_path(self) -> Location:
+        """``data_dir`` as a location: an absolute folder (every process agrees on it whatever its working
+        directory), or the bucket's prefix."""
+        from imdb_assets import storage  # Polars and s3fs, which the API does not need
+
+        return storage.location(self.data_dir)
+
+    def data_folder(self, purpose: str) -> Path:
+        """``data_dir`` as an absolute folder, for what only a folder can hold (``purpose``); a bucket is refused."""
+        if "://" in self.data_dir:
+            raise SettingsError(f"IMDB_DATA_DIR={self.data_dir} is a bucket, and {purpose} needs a folder")
+        return Path(self.data_dir).absolute()
 
     @property
     def sensor_running_by_default(self) -> bool:
@@ -183,7 +209,7 @@ class Settings(BaseSettings):
         """The IMDb database's URI: ``DATABASE_URL``, or the embedded server's (started if need be)."""
         from imdb_assets import database  # pgserver, which only resolving the URL needs
 
-        return database.resolve_url(self.database_url, self.data_path)
+        return database.resolve_url(self.database_url, Path(self.data_dir).absolute())
 
     def dbt_variables(self) -> dict[str, str]:
         """The model settings dbt reads with ``env_var()``, as text."""

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     config = settings.load()
-    data_dir = config.data_path
+    data_dir = config.data_folder("the demo's generated mirror")
     mirror = data_dir / "mirror"
     existing = Manifest.read(mirror / MANIFEST) if (mirror / MANIFEST).exists() else None
     if existing is None or existing.rows != args.rows:

@@ -19,7 +19,7 @@ from imdb_assets.defs.dbt.assets import build_dbt_assets, imdb_dbt_models
 from imdb_assets.defs.dbt.project import project
 from imdb_assets.defs.files.assets import imdb_file_assets
 from imdb_assets.defs.files.keys import HISTORY_KEY, parsed_key, raw_key, table_key
-from imdb_assets.defs.resources import ImdbSource, LocalStore, Warehouse
+from imdb_assets.defs.resources import DataStore, ImdbSource, Warehouse
 from imdb_assets.settings import Settings
 from imdb_dev.generator import generate
 from tests.imdb_files import write_files
@@ -106,7 +106,7 @@ class Platform:
     def __init__(self, base_url: str, data_dir: Path, db_url: str, max_reject_fraction: float = 0.05) -> None:
         self.db_url = db_url
         self.instance = DagsterInstance.ephemeral()
-        self.store = LocalStore(
+        self.store = DataStore(
             data_dir=str(data_dir), max_reject_fraction=max_reject_fraction, disk_safety_factor=DISK_SAFETY_FACTOR
         )
         self.resources = {

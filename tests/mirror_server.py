@@ -1,8 +1,9 @@
 """A real HTTP server on 127.0.0.1 that serves a folder the way IMDb's dataset host does, and fails on demand.
 
 It answers GET and HEAD with ETag and Last-Modified, honours If-None-Match / If-Modified-Since with 304, and
-takes a queue of faults for the next GET requests: "500" (an error status) or "drop" (headers promising the full
-length, half the body, then the connection is closed). ``broken`` maps a file name to the status every request for
+takes a queue of faults for the next GET requests: "500" (an error status), "drop" (headers promising the full
+length, half the body, then the connection is closed) or "pause" (half the body, then ``paused`` is set and the rest
+waits for ``resume``). ``broken`` maps a file name to the status every request for
 it gets, HEAD included, until removed. ``head_delay`` makes every HEAD wait that many seconds before it answers;
 ``refuse_head`` answers HEAD with 405, as some servers do. A GET with ``Range: bytes=FIRST-LAST`` gets those bytes
 (206).
@@ -29,6 +30,7 @@ class MirrorServer:
         self.requests: list[tuple[str, str, int]] = []
         self.head_delay = 0.0
         self.refuse_head = False
+        self.paused, self.resume = threading.Event(), threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -115,6 +117,14 @@ class MirrorServer:
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
                     self.close_connection = True
+                    return None
+                if mirror.faults and mirror.faults[0] == "pause":
+                    mirror.faults.popleft()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    mirror.paused.set()
+                    mirror.resume.wait()
+                    self.wfile.write(data[len(data) // 2 :])
                     return None
                 self.wfile.write(data)
                 return None

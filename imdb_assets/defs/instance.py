@@ -23,7 +23,7 @@ class ImdbPostgresStorage(DagsterPostgresStorage):
     @classmethod
     def from_config_value(cls, inst_data, config_value):
         config = settings.load()
-        server = config.database_url or database.embedded_server_url(config.data_path)
+        server = config.database_url or database.embedded_server_url(config.data_folder("the embedded server"))
         url = database.ensure_database(server, config_value["database"])
         # ensure_database spells the scheme postgresql:// (SQLAlchemy has no postgres:// dialect); dagster-postgres
         # speaks psycopg2, and SQLAlchemy 2.1 would otherwise pick psycopg 3 for postgresql://.

@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Any
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 from psycopg import sql
 
-from imdb_assets import disk
+from imdb_assets import disk, storage
 from imdb_assets.database import one_row
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from imdb_assets.defs.resources import Warehouse
 
 PREVIEW_ROWS = 5
@@ -62,12 +60,9 @@ def relation_metadata(warehouse: Warehouse, relation: str) -> dict[str, Any]:
     }
 
 
-def data_folder_metadata(data_dir: Path) -> dict[str, Any]:
-    """``data_folder_bytes`` (raw files, frames, rejects and, for the embedded server, the database) and
-    ``data_disk_free_bytes``, as they are when the materialization is recorded."""
-    size = disk.folder_bytes(data_dir)
-    return {
-        "data_folder_bytes": size,
-        "data_folder_size": MetadataValue.text(disk.readable_size(size)),
-        "data_disk_free_bytes": disk.free_bytes(data_dir),
-    }
+def data_folder_metadata(data_dir: storage.Location) -> dict[str, Any]:
+    """``data_folder_bytes`` (raw files, frames, rejects and, for the embedded server, the database) and, for a
+    folder, ``data_disk_free_bytes``, as they are when the materialization is recorded."""
+    size = storage.tree_bytes(data_dir)
+    free = {"data_disk_free_bytes": disk.free_bytes(data_dir)} if storage.is_local(data_dir) else {}
+    return {"data_folder_bytes": size, "data_folder_size": MetadataValue.text(disk.readable_size(size)), **free}

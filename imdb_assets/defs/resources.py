@@ -17,7 +17,7 @@ import psycopg
 from dagster import ConfigurableResource, Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
-from imdb_assets import database, download
+from imdb_assets import database, download, storage
 from imdb_assets import settings as platform_settings
 from imdb_assets.catalog import Dataset
 from imdb_assets.defs.dbt.project import project
@@ -35,29 +35,35 @@ class ImdbSource(ConfigurableResource):
         return download.file_url(self.base_url, dataset.file_name)
 
 
-class LocalStore(ConfigurableResource):
-    """`IMDB_DATA_DIR`: raw files, parsed frames and rejects, the reject threshold applied to them, and the safety
-    factor a step's estimate of the disk it needs is multiplied by (`imdb_assets.disk`)."""
+class DataStore(ConfigurableResource):
+    """`IMDB_DATA_DIR`, a folder or a bucket (`imdb_assets.storage`): raw files, parsed frames and rejects, the
+    reject threshold applied to them, and the safety factor a step's estimate of the disk it needs is multiplied by
+    (`imdb_assets.disk`)."""
 
     data_dir: str
     max_reject_fraction: float
     disk_safety_factor: float
 
     @property
-    def root(self) -> Path:
-        return Path(self.data_dir).absolute()
+    def root(self) -> storage.Location:
+        return storage.location(self.data_dir)
 
-    def raw_path(self, dataset: Dataset) -> Path:
+    @property
+    def local(self) -> bool:
+        """Whether the files are on this machine's disk, whose free space the steps check."""
+        return storage.is_local(self.root)
+
+    def raw_path(self, dataset: Dataset) -> storage.Location:
         return self.root / "raw" / dataset.file_name
 
-    def parquet_path(self, dataset: Dataset) -> Path:
+    def parquet_path(self, dataset: Dataset) -> storage.Location:
         return self.root / "parsed" / f"{dataset.table}.parquet"
 
-    def rejects_path(self, dataset: Dataset) -> Path:
+    def rejects_path(self, dataset: Dataset) -> storage.Location:
         return self.root / "rejects" / f"{dataset.table}.tsv"
 
     @property
-    def kept_dir(self) -> Path:
+    def kept_dir(self) -> storage.Location:
         """The frames the tables hold, kept by the loads to compare the next release with."""
         return self.root / "loaded"
 
@@ -100,7 +106,7 @@ def platform_resources(config: platform_settings.Settings) -> dict[str, Configur
     return {
         "dbt": DbtCliResource(project_dir=project, dbt_executable=_dbt_executable()),
         "source": ImdbSource(base_url=config.base_url),
-        "store": LocalStore(
+        "store": DataStore(
             data_dir=data_dir,
             max_reject_fraction=config.max_reject_fraction,
             disk_safety_factor=config.disk_safety_factor,

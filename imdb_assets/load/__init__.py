@@ -28,9 +28,7 @@ transaction that attaches them, and what it refuses).
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,9 +38,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
-import pyarrow.parquet as pq
 
-from imdb_assets import database, history, release
+from imdb_assets import database, history, release, storage
 from imdb_assets.catalog import SCHEMA, Dataset
 from imdb_assets.diff import FrameDiff, diff_frames
 from imdb_assets.load.apply import apply_diff
@@ -62,6 +59,7 @@ from imdb_assets.load.ingest import analyze_parent, drop_unattached, drop_unatta
 from imdb_assets.load.parts import MIN_PART_ROWS
 from imdb_assets.load.swap import RefreshRefused, refresh_materialized_views, refuse_before_the_work, swap_partitions
 from imdb_assets.settings import cpu_count
+from imdb_assets.storage import Location
 
 __all__ = [
     "CHANGE_LOG",
@@ -129,31 +127,29 @@ def current_load(conn: psycopg.Connection, dataset: Dataset) -> CurrentLoad | No
     return CurrentLoad(*row) if row else None
 
 
-def kept_frame(kept_dir: Path, dataset: Dataset, source_sha256: str) -> Path:
+def kept_frame(kept_dir: Location, dataset: Dataset, source_sha256: str) -> Location:
     """Where the load keeps the frame ``imdb.<table>`` holds, named by its raw file's sha256."""
     return kept_dir / f"{dataset.table}.{source_sha256}.parquet"
 
 
-def _keep_frame(kept_dir: Path, dataset: Dataset, parquet: Path, source_sha256: str) -> None:
-    """Keep ``parquet`` as the frame the table now holds (a hard link: no bytes until the parse replaces the
-    frame), and drop the one it held before."""
-    kept_dir.mkdir(parents=True, exist_ok=True)
+def _keep_frame(kept_dir: Location, dataset: Dataset, parquet: Location, source_sha256: str) -> None:
+    """Keep ``parquet`` as the frame the table now holds (in a folder a hard link: no bytes until the parse
+    replaces the frame), and drop the one it held before."""
+    storage.ensure_folder(kept_dir)
     target = kept_frame(kept_dir, dataset, source_sha256)
     staged = target.with_suffix(".staged")
-    staged.unlink(missing_ok=True)
-    try:
-        os.link(parquet, staged)
-    except OSError:  # another filesystem, or one without hard links
-        shutil.copyfile(parquet, staged)
-    os.replace(staged, target)
+    storage.remove(staged)
+    storage.keep_copy(parquet, staged)
+    storage.publish(staged, target)
     for other in kept_dir.glob(f"{dataset.table}.*.parquet"):
         if other != target:
             other.unlink()
 
 
-def _comparable(previous: Path, parquet: Path) -> bool:
+def _comparable(previous: Location, parquet: Location) -> bool:
     """Whether two frames have the same columns and types, so that a diff between them means something."""
-    return pq.read_schema(previous).equals(pq.read_schema(parquet), check_metadata=False)
+    schemas = [storage.parquet_file(frame).schema_arrow for frame in (previous, parquet)]
+    return schemas[0].equals(schemas[1], check_metadata=False)
 
 
 def _record_reload(dataset: Dataset, day: date) -> Callable[[psycopg.Connection], None]:
@@ -173,7 +169,7 @@ def _record_reload(dataset: Dataset, day: date) -> Callable[[psycopg.Connection]
 
 def load_table(
     dataset: Dataset,
-    parquet: str,
+    parquet: str | Location,
     url: str,
     *,
     source_sha256: str,
@@ -181,7 +177,7 @@ def load_table(
     allow_older_release: bool = False,
     log: logging.Logger | None = None,
     connections: int | None = None,
-    kept_dir: Path | None = None,
+    kept_dir: Location | None = None,
     diff_max_share: float = 0.0,
 ) -> LoadResult:
     """Load ``parquet`` into ``imdb.<table>``: as a diff when the frame the table holds is kept in ``kept_dir`` and
@@ -192,6 +188,7 @@ def load_table(
     if connections is not None and connections < 1:
         raise ValueError(f"connections must be at least 1, not {connections}")
     log = log or logging.getLogger(__name__)
+    parquet = storage.location(parquet)
     started = time.monotonic()
     app = f"imdb_assets load {dataset.table}"
     day = release.release_day(source_last_modified)
@@ -209,9 +206,11 @@ def load_table(
             app_url = with_application_name(url, app)
             previous = kept_frame(kept_dir, dataset, held.source_sha256) if kept_dir and held else None
             diff = None
-            if previous is not None and previous.exists() and _comparable(previous, Path(parquet)):
-                with tempfile.TemporaryDirectory(prefix=f".diff-{dataset.table}-", dir=kept_dir) as scratch:
-                    diff = diff_frames(dataset, previous, Path(parquet), Path(scratch))
+            if previous is not None and previous.exists() and _comparable(previous, parquet):
+                # The diff's rows are this step's own: on the data folder's disk, or the local disk beside a bucket.
+                scratch_dir = kept_dir if storage.is_local(kept_dir) else None
+                with tempfile.TemporaryDirectory(prefix=f".diff-{dataset.table}-", dir=scratch_dir) as scratch:
+                    diff = diff_frames(dataset, previous, parquet, Path(scratch))
                     if diff.share <= diff_max_share:
                         apply_diff(app_url, dataset, diff, day, source, log)
                         rows, method = diff.new_rows, DIFF
@@ -230,7 +229,7 @@ def load_table(
                 method = FULL
             views = refresh_materialized_views(control, dataset, log)
             if kept_dir is not None:
-                _keep_frame(kept_dir, dataset, Path(parquet), source_sha256)
+                _keep_frame(kept_dir, dataset, parquet, source_sha256)
         except BaseException:
             drop_unattached_after_failure(url, dataset)
             raise

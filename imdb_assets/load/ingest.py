@@ -17,14 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 import adbc_driver_postgresql.dbapi as adbc
 import psycopg
 import pyarrow as pa
-import pyarrow.parquet as pq
 from psycopg import sql
 
-from imdb_assets import database
+from imdb_assets import database, storage
 from imdb_assets.catalog import SCHEMA, Dataset
 from imdb_assets.load.ddl import PARTITION_SCHEMA, create_table_sql, index_sql, primary_key_sql, qualified
 from imdb_assets.load.parts import Part, plan_parts
 from imdb_assets.parse import read_ahead
+from imdb_assets.storage import Location
 
 BATCH_ROWS = 256_000
 # ADBC encodes each Arrow batch whole, then sends it, blocking until the server has read all but a socket buffer's
@@ -77,12 +77,12 @@ class _Progress:
 
 
 def _load_part(
-    dataset: Dataset, parquet: str, url: str, part: Part, alone: bool, progress: _Progress, server_version: int
+    dataset: Dataset, parquet: Location, url: str, part: Part, alone: bool, progress: _Progress, server_version: int
 ) -> int:
     """One connection's part, in one transaction: its table created, its rows as one ADBC ingest (a binary COPY),
     then its primary key and indexes. The table is new to the transaction, so with wal_level=minimal none of it
     goes through the WAL. Then its statistics, the parts side by side."""
-    source = pq.ParquetFile(parquet)
+    source = storage.parquet_file(parquet)
     schema = source.schema_arrow.remove(source.schema_arrow.get_field_index("source_line"))
     names = [c.name for c in dataset.columns]
     key = dataset.primary_key[0]
@@ -134,7 +134,7 @@ def chunks(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
 def ingest_parts(
     control: psycopg.Connection,
     dataset: Dataset,
-    parquet: str,
+    parquet: Location,
     url: str,
     prefix: str,
     cores: int,
@@ -147,7 +147,7 @@ def ingest_parts(
     A table per part, rather than several COPYs into one table: each is created and filled in one transaction, so
     it skips the WAL, and its indexes are built on a heap of its own in key order rather than on interleaved
     streams (docs/benchmarks.md has the comparison)."""
-    source = pq.ParquetFile(parquet)
+    source = storage.parquet_file(parquet)
     parts = plan_parts(dataset, source, cores, prefix, min_part_rows)
     progress = _Progress(dataset, source.metadata.num_rows, log)
     with ThreadPoolExecutor(len(parts)) as pool:

@@ -37,7 +37,7 @@ from imdb_assets.defs import metadata
 from imdb_assets.defs.dbt import staleness
 from imdb_assets.defs.dbt.project import project
 from imdb_assets.defs.dbt.translator import TRANSLATOR, ephemeral_ancestors
-from imdb_assets.defs.resources import LocalStore, Warehouse
+from imdb_assets.defs.resources import DataStore, Warehouse
 
 PARTIAL_PARSE = "partial_parse.msgpack"
 
@@ -93,7 +93,7 @@ def _to_rebuild(context: AssetExecutionContext, warehouse: Warehouse) -> dict[As
 
 
 def _refuse_without_room(
-    manifest: Mapping[str, Any], rebuild: Mapping[AssetKey, staleness.Rebuild], store: LocalStore, warehouse: Warehouse
+    manifest: Mapping[str, Any], rebuild: Mapping[AssetKey, staleness.Rebuild], store: DataStore, warehouse: Warehouse
 ) -> None:
     """Refuse the step before it builds anything when the disk cannot hold the tables it rebuilds, each beside the
     one it replaces until dbt swaps them: a model's table at its current size, the tables of models never built
@@ -145,7 +145,7 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
         context: AssetExecutionContext,
         config: DbtBuildConfig,
         dbt: DbtCliResource,
-        store: LocalStore,
+        store: DataStore,
         warehouse: Warehouse,
     ):
         url = warehouse.url()
@@ -203,7 +203,7 @@ def _keep_partial_parse(invocation: DbtCliInvocation, dbt_project: DbtProject) -
 def _events(
     invocation: DbtCliInvocation,
     context: AssetExecutionContext,
-    store: LocalStore,
+    store: DataStore,
     warehouse: Warehouse,
     rebuild: Mapping[AssetKey, staleness.Rebuild],
     evaluated: set[AssetCheckKey],

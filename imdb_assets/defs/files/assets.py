@@ -33,11 +33,11 @@ from dagster import (
     multi_asset,
 )
 
-from imdb_assets import disk, download, history, load, parse, release
+from imdb_assets import disk, download, history, load, parse, release, storage
 from imdb_assets.catalog import DATASETS, SCHEMA, Dataset
 from imdb_assets.defs import metadata
 from imdb_assets.defs.files.keys import HISTORY_KEY, VERSION_KEY, parsed_key, raw_key, table_key
-from imdb_assets.defs.resources import ImdbSource, LocalStore, Warehouse
+from imdb_assets.defs.resources import DataStore, ImdbSource, Warehouse
 
 RAW_GROUP, PARSED_GROUP, TABLE_GROUP = "raw_files", "parsed_frames", "imdb_tables"
 # Code versions: bump one when its layer's output changes for the same input, so Dagster marks what is downstream
@@ -122,7 +122,7 @@ def _history_spec(ratings: Dataset) -> AssetSpec:
     )
 
 
-def _held_release(dataset: Dataset, store: LocalStore, warehouse: Warehouse) -> str | None:
+def _held_release(dataset: Dataset, store: DataStore, warehouse: Warehouse) -> str | None:
     """The Last-Modified of the newest release the platform holds of this file: the loaded table's or the local
     copy's (a copy downloaded but not yet loaded counts, so that it is not replaced by an older one either)."""
     with warehouse.connect() as conn:
@@ -136,7 +136,7 @@ def _download(
     dataset: Dataset,
     config: FileRefreshConfig,
     source: ImdbSource,
-    store: LocalStore,
+    store: DataStore,
     warehouse: Warehouse,
 ) -> MaterializeResult:
     url = source.url(dataset)
@@ -174,7 +174,7 @@ def _download(
     )
 
 
-def _parse(context: AssetExecutionContext, dataset: Dataset, store: LocalStore) -> MaterializeResult:
+def _parse(context: AssetExecutionContext, dataset: Dataset, store: DataStore) -> MaterializeResult:
     raw = store.raw_path(dataset)
     copy = download.LocalCopy.read(raw)
     if copy is None:
@@ -227,11 +227,13 @@ def _table_bytes(warehouse: Warehouse, dataset: Dataset) -> int:
 
 
 def _refuse_without_room(
-    dataset: Dataset, layers: AbstractSet[AssetKey], store: LocalStore, warehouse: Warehouse
+    dataset: Dataset, layers: AbstractSet[AssetKey], store: DataStore, warehouse: Warehouse
 ) -> None:
     """Refuse the step before it starts when the disk cannot hold what it would write if the file changed, as large
     as the last refresh's: a new raw file, a new frame and a new table, each beside the one it replaces. The table
-    counts only on the embedded server: another server's disk is not the data folder's."""
+    counts only on the embedded server: another server's disk is not the data folder's; a bucket has no such limit."""
+    if not store.local:
+        return
     copy = download.LocalCopy.read(store.raw_path(dataset))
     frame = parse.ParseResult.read(store.parquet_path(dataset))
     need = {}
@@ -248,7 +250,7 @@ def _load(
     context: AssetExecutionContext,
     dataset: Dataset,
     config: FileRefreshConfig,
-    store: LocalStore,
+    store: DataStore,
     warehouse: Warehouse,
 ) -> MaterializeResult:
     parquet = store.parquet_path(dataset)
@@ -273,7 +275,7 @@ def _load(
             )
         result = load.load_table(
             dataset,
-            str(parquet),
+            parquet,
             url,
             source_sha256=parsed.source_sha256,
             source_last_modified=parsed.source_last_modified or None,
@@ -364,18 +366,23 @@ def build_file_assets(dataset: Dataset) -> AssetsDefinition:
         context: AssetExecutionContext,
         config: FileRefreshConfig,
         source: ImdbSource,
-        store: LocalStore,
+        store: DataStore,
         warehouse: Warehouse,
     ) -> Iterator[MaterializeResult]:
         selected = context.selected_asset_keys
+        storage.check(store.root)
         _refuse_without_room(dataset, selected, store, warehouse)
+        # An object store's error names the bucket and the key of what the layer writes or reads.
         if raw_key(dataset) in selected:
-            yield _download(context, dataset, config, source, store, warehouse)
+            with storage.naming(store.raw_path(dataset)):
+                yield _download(context, dataset, config, source, store, warehouse)
         if parsed_key(dataset) in selected:
-            yield _parse(context, dataset, store)
+            with storage.naming(store.parquet_path(dataset)):
+                yield _parse(context, dataset, store)
         reloaded = True
         if table_key(dataset) in selected:
-            table = _load(context, dataset, config, store, warehouse)
+            with storage.naming(store.parquet_path(dataset)):
+                table = _load(context, dataset, config, store, warehouse)
             reloaded = bool(table.metadata and table.metadata["reloaded"])
             yield table
         if HISTORY_KEY in selected:
