@@ -83,9 +83,10 @@ class Settings(BaseSettings):
     sensor_default_status: Literal["running", "stopped"] = Field(
         "stopped", description="The release sensor's state on a new instance: stopped or running."
     )
-    step_executor: Literal["in_process", "k8s"] = Field(
+    step_executor: Literal["in_process", "process", "k8s"] = Field(
         "in_process",
-        description="Where a run's steps execute: in_process (one process, one step after another) or k8s (each "
+        description="Where a run's steps execute: in_process (one process, one step after another), process (each "
+        "step a process of its own in an empty working and temporary directory, as a pod would be) or k8s (each "
         "step a Kubernetes Job of its own, under Dagster's Helm chart).",
     )
     # dbt's models, given to dbt as variables of the same names.

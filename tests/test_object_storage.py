@@ -1,14 +1,16 @@
 """`IMDB_DATA_DIR=s3://bucket/prefix`: the files in an S3 bucket, over real HTTP, on moto's server (tests/s3_server.py).
 
-A whole refresh with its models keeps every file in the bucket and loads the same tables as from a folder; the next
-release is applied as a diff against the frame kept in the bucket. A missing bucket, denied credentials and an
-endpoint that goes away mid-upload fail the step with an error naming the bucket and the key, the tables as they were.
+A whole refresh with its models, each step a process of its own in an empty folder, keeps every file in the bucket
+and loads the tables the files hold; the next release is applied as a diff against the frame kept in the bucket. A
+missing bucket, denied credentials and an endpoint that goes away mid-upload fail the step with an error naming the
+bucket and the key, the tables as they were.
 """
 
 from __future__ import annotations
 
 import gzip
 import re
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from imdb_assets import settings
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.defs.files.keys import table_key
 from tests.conftest import RATINGS, Platform
+from tests.dagster_dev import DAGSTER, fresh_home, platform_env
 from tests.mirror_server import MirrorServer
 from tests.s3_server import S3Server
 from tests.test_pipeline import assert_table_matches_file, rejected_lines
@@ -49,25 +52,44 @@ def bucket(aws: S3Server, request) -> str:
     return name
 
 
-@pytest.fixture
-def empty_cwd(tmp_path: Path, monkeypatch) -> Path:
-    """A working directory of its own, which the steps must leave empty."""
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
 def kept_frames(s3: S3Server, bucket: str) -> list[str]:
     return sorted(s3.keys(bucket, f"{PREFIX}/loaded/"))
 
 
-def test_a_refresh_keeps_its_files_in_the_bucket_and_diffs_against_them(
-    aws, bucket, mirror, mirror_dir, db_url, empty_cwd
+def test_a_run_of_isolated_steps_keeps_its_files_in_the_bucket_and_diffs_against_them(
+    aws, bucket, mirror, mirror_dir, db_url, tmp_path
 ):
-    platform = Platform(mirror.base_url, f"s3://{bucket}/{PREFIX}", db_url)
-    platform.refresh(models=True)
+    """`imdb_refresh` by `dagster job execute`, each step a process of its own in an empty working and temporary
+    directory (IMDB_STEP_EXECUTOR=process), as pods: the steps share only the bucket and the database."""
+    cwd, run_tmp = tmp_path / "cwd", tmp_path / "run-tmp"
+    cwd.mkdir()
+    run_tmp.mkdir()
+    env = platform_env(
+        fresh_home(tmp_path, "dagster_object_storage"),
+        IMDB_BASE_URL=mirror.base_url,
+        DATABASE_URL=db_url,
+        IMDB_DATA_DIR=f"s3://{bucket}/{PREFIX}",
+        IMDB_MAX_REJECT_FRACTION="0.05",
+        IMDB_STEP_EXECUTOR="process",
+        TMPDIR=str(run_tmp),
+    )
+    run = subprocess.run(
+        [DAGSTER, "job", "execute", "-m", "imdb_assets.definitions", "-j", "imdb_refresh"],
+        env=env | aws.environment(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-5000:]
+    steps = re.findall(r'Executing step "(\S+)" in process (\d+), in (\S+) with TMPDIR=(\S+)\.', run.stderr)
+    assert sorted(step for step, *_ in steps) == sorted([f"refresh_{d.table}" for d in DATASETS] + ["imdb_dbt_models"])
+    assert len({pid for _, pid, *_ in steps}) == len({work for *_, work, _ in steps}) == len(steps)
+    assert all(Path(work).parent.parent == run_tmp for *_, work, _ in steps)
+    assert list(run_tmp.iterdir()) == [], "a step's folder was left behind"
+    assert list(cwd.iterdir()) == []
 
+    platform = Platform(mirror.base_url, f"s3://{bucket}/{PREFIX}", db_url)
     for dataset in DATASETS:
         expected = assert_table_matches_file(platform, dataset, mirror_dir / dataset.file_name)
         assert rejected_lines(platform, dataset) == expected.rejected_lines
@@ -85,7 +107,6 @@ def test_a_refresh_keeps_its_files_in_the_bucket_and_diffs_against_them(
             assert stored[f"{PREFIX}/{key}"] > 0, key
     assert len(kept_frames(aws, bucket)) == len(DATASETS)
     assert not [key for key in stored if key.rsplit("/", 1)[-1].startswith(".")], "a temporary object was left"
-    assert list(empty_cwd.iterdir()) == []
 
     # The next release: votes moved for ten titles. It is applied as a diff against the frame kept in the bucket.
     path = mirror_dir / RATINGS.file_name
