@@ -27,6 +27,16 @@ from upath import UPath
 from imdb_assets import disk
 from imdb_assets.settings import DATA_DIR_SCHEMES
 
+# The standard variables that configure the bucket's client, read by s3fs (botocore) and Polars alike.
+AWS_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+)
 # Seconds to connect and attempts per request: an endpoint that is down fails the step in seconds, not minutes.
 CONNECT_TIMEOUT_SECONDS = 10
 MAX_ATTEMPTS = 3

@@ -30,7 +30,7 @@ from dagster_k8s import K8sRunLauncher, k8s_job_executor
 from fastapi.routing import APIRoute
 
 from imdb_api.routers.health import router as health_router
-from imdb_assets import settings
+from imdb_assets import settings, storage
 from imdb_assets.defs import jobs
 from imdb_assets.defs.instance import ImdbPostgresStorage
 
@@ -303,7 +303,7 @@ def test_the_manifests_are_the_expected_ones() -> None:
         "Secret imdb-database",
         "Secret imdb-dagster-postgresql",
         "Secret imdb-api-database",
-        "PersistentVolumeClaim imdb-data",
+        "Secret imdb-object-storage",
         "Deployment imdb-api",
         "Service imdb-api",
         "NetworkPolicy imdb-dagster-webserver",
@@ -347,7 +347,7 @@ def test_the_code_location_environment_is_valid_settings(
     environment = dict(code_location["env"])
     for secret in code_location["envSecrets"]:
         environment |= secrets[secret["name"]]
-    assert set(environment) <= set(settings.ENVIRONMENT)
+    assert set(environment) <= set(settings.ENVIRONMENT) | set(storage.AWS_VARIABLES)
     for name in settings.ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
@@ -357,13 +357,16 @@ def test_the_code_location_environment_is_valid_settings(
     assert loaded.database_url == secrets["imdb-database"]["DATABASE_URL"]
 
 
-def test_the_data_dir_is_the_shared_volume_in_every_pod(code_location: dict) -> None:
-    claim = find(load_documents(MANIFESTS / "data-volume.yaml"), "PersistentVolumeClaim", "imdb-data")
-    assert "ReadWriteMany" in claim["spec"]["accessModes"]
-    (volume,) = code_location["volumes"]
-    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
-    (mount,) = code_location["volumeMounts"]
-    assert mount == {"name": volume["name"], "mountPath": code_location["env"]["IMDB_DATA_DIR"]}
+def test_the_files_are_in_a_bucket_that_every_pod_reaches_without_a_volume(
+    code_location: dict, secrets: dict[str, dict[str, str]]
+) -> None:
+    """Runs and steps share no disk: the files are in object storage, its credentials from a Secret."""
+    assert "volumes" not in code_location and "volumeMounts" not in code_location
+    bucket = storage.location(code_location["env"]["IMDB_DATA_DIR"])
+    assert not storage.is_local(bucket) and bucket.protocol == "s3"
+    assert {"name": "imdb-object-storage"} in code_location["envSecrets"]
+    assert set(secrets["imdb-object-storage"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert "AWS_REGION" in code_location["env"]
 
 
 def test_dagster_storage_is_the_platforms_server_and_database(values: dict, secrets: dict[str, dict[str, str]]) -> None:
