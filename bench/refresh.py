@@ -2,6 +2,7 @@
 
     uv run python -m bench.refresh --rows 1000000,5000000          # make bench-refresh
     DATABASE_URL=postgres://... uv run python -m bench.refresh --rows 1000000   # on a server of yours
+    uv run python -m bench.refresh --rows 1000000 --storage folder,s3           # files on disk, then in a bucket
 
 For each size: generated IMDb-format files (shared with `bench.run`), a fresh data folder and Dagster instance (the
 repo's dagster.yaml: Dagster's storage in the same PostgreSQL), then `dagster job execute -m imdb_assets.definitions
@@ -9,11 +10,14 @@ repo's dagster.yaml: Dagster's storage in the same PostgreSQL), then `dagster jo
 last file step (download, parse, load of all seven files), the dbt step's own time and the sum of all steps' own
 time (what the run would cost without process start and orchestration), then the second run's wall time (nothing
 changed, nothing to rebuild). With DATABASE_URL the named database is emptied of the platform's schemas first.
+With `--storage s3` the files live in a bucket of moto's S3 server on 127.0.0.1 (`imdb_dev.s3_server`) and the
+tables on the embedded server, named by DATABASE_URL as a bucket requires.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +31,7 @@ import psycopg
 
 from bench.run import ensure_data, machine, save_report
 from imdb_assets import database
+from imdb_dev.s3_server import S3Server
 
 RESULTS = Path("bench_results")
 PLATFORM_SCHEMAS = ("imdb", "imdb_partitions", "imdb_meta", "imdb_staging", "imdb_marts")
@@ -37,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 class RefreshTimes:
     rows: int
     server: str
+    storage: str
     wall_seconds: float
     files_done_seconds: float
     dbt_step_seconds: float
@@ -96,16 +102,40 @@ print(json.dumps({"steps": steps, "models": models}))
     return {key: tuple(span) for key, span in found["steps"].items()}, found["models"]
 
 
-def measure(rows: int, work: Path) -> RefreshTimes:
+def measure(rows: int, work: Path, storage: str = "folder") -> RefreshTimes:
     data = ensure_data(RESULTS / "data" / str(rows), rows)
-    folder = work / str(rows)
+    folder = work / f"{rows}-{storage}"
     if folder.exists():
         database.stop_embedded_server(folder / "data")
+        database.stop_embedded_server(folder / "server")
         shutil.rmtree(folder)
     env = _environment(data, folder)
     named = os.environ.get("DATABASE_URL")
     if named:
         _empty_named_database(named)
+    with contextlib.ExitStack() as stack:
+        if storage == "s3":
+            env |= _bucket(folder, stack) | {"DATABASE_URL": named or _server(folder, stack)}
+        return _measure(rows, env, storage, named)
+
+
+def _bucket(folder: Path, stack: contextlib.ExitStack) -> dict[str, str]:
+    """A bucket on a moto S3 server of this benchmark's, stopped when ``stack`` closes: the variables naming it."""
+    server = S3Server(folder / "moto.log")
+    stack.callback(server.stop)
+    server.client().create_bucket(Bucket="bench")
+    return server.environment() | {"IMDB_DATA_DIR": "s3://bench/imdb"}
+
+
+def _server(folder: Path, stack: contextlib.ExitStack) -> str:
+    """The embedded server in a folder of its own (the files are in the bucket), stopped when ``stack`` closes."""
+    url = database.ensure_database(database.embedded_server_url(folder / "server"), database.IMDB_DATABASE)
+    stack.callback(database.stop_embedded_server, folder / "server")
+    return url
+
+
+def _measure(rows: int, env: dict[str, str], storage: str, named: str | None) -> RefreshTimes:
+    folder = Path(env["DAGSTER_HOME"]).parent
     try:
         wall, started = _refresh(env)
         steps, models = _last_run_stats(env)
@@ -119,6 +149,7 @@ def measure(rows: int, work: Path) -> RefreshTimes:
     return RefreshTimes(
         rows=rows,
         server="named by DATABASE_URL" if named else "embedded",
+        storage=storage,
         wall_seconds=round(wall, 1),
         files_done_seconds=round(max(end for _, end in file_steps) - started, 1),
         dbt_step_seconds=round(dbt_step[1] - dbt_step[0], 1),
@@ -131,12 +162,12 @@ def measure(rows: int, work: Path) -> RefreshTimes:
 
 def markdown(results: list[RefreshTimes]) -> str:
     header = (
-        "| rows | server | imdb_refresh wall (s) | files done at (s) | dbt step (s) | sum of steps (s) | models built "
-        "| no change: wall (s) | no change: models built |\n"
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| rows | server | files in | imdb_refresh wall (s) | files done at (s) | dbt step (s) | sum of steps (s) "
+        "| models built | no change: wall (s) | no change: models built |\n"
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [
-        f"| {r.rows:,} | {r.server} | {r.wall_seconds} | {r.files_done_seconds} | {r.dbt_step_seconds} "
+        f"| {r.rows:,} | {r.server} | {r.storage} | {r.wall_seconds} | {r.files_done_seconds} | {r.dbt_step_seconds} "
         f"| {r.steps_seconds} | {r.models_rebuilt} | {r.no_change_wall_seconds} | {r.no_change_models_rebuilt} |"
         for r in results
     ]
@@ -147,8 +178,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1000000,5000000", help="comma separated sizes (rows over all files)")
     parser.add_argument("--work", type=Path, default=RESULTS / "refresh", help="data folders and instances")
+    parser.add_argument("--storage", default="folder", help="comma separated: folder, s3 (a local moto server)")
     args = parser.parse_args(argv)
-    results = [measure(int(rows), args.work.absolute()) for rows in args.rows.split(",")]
+    results = [
+        measure(int(rows), args.work.absolute(), storage)
+        for rows in args.rows.split(",")
+        for storage in args.storage.split(",")
+    ]
     report = f"# imdb_refresh end to end\n\n{machine()}, {time.strftime('%Y-%m-%d %H:%M')}\n\n{markdown(results)}\n"
     save_report("refresh", report, results)
     print(report)

@@ -1,4 +1,4 @@
-"""`IMDB_DATA_DIR=s3://bucket/prefix`: the files in an S3 bucket, over real HTTP, on moto's server (tests/s3_server.py).
+"""`IMDB_DATA_DIR=s3://bucket/prefix`: files in an S3 bucket, over real HTTP, on moto's server (imdb_dev/s3_server.py).
 
 A whole refresh with its models, each step a process of its own in an empty folder, keeps every file in the bucket
 and loads the tables the files hold; the next release is applied as a diff against the frame kept in the bucket. A
@@ -20,10 +20,10 @@ import pytest
 from imdb_assets import settings
 from imdb_assets.catalog import DATASETS, SCHEMA
 from imdb_assets.defs.files.keys import table_key
+from imdb_dev.s3_server import S3Server
 from tests.conftest import RATINGS, Platform
 from tests.dagster_dev import DAGSTER, fresh_home, platform_env
 from tests.mirror_server import MirrorServer
-from tests.s3_server import S3Server
 from tests.test_pipeline import assert_table_matches_file, rejected_lines
 from tests.test_release_order import failure_message
 

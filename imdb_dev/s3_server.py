@@ -1,6 +1,6 @@
-"""moto's S3 server on 127.0.0.1, in a process of its own: real HTTP, which Polars' own object store needs (it does
-not see in-process mocks). With ``authenticate``, every request's credentials are checked against moto's IAM, so
-keys it never issued are denied."""
+"""moto's S3 server on 127.0.0.1, in a process of its own, for the tests and the benchmarks of object storage: real
+HTTP, which Polars' own object store needs (it does not see in-process mocks). With ``authenticate``, every
+request's credentials are checked against moto's IAM, so keys it never issued are denied."""
 
 from __future__ import annotations
 
