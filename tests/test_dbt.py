@@ -166,8 +166,18 @@ def test_near_identical_titles_recommend_each_other_first_with_explainable_score
     assert world.query("SELECT count(*) FROM imdb_marts.title_recommendations WHERE tconst = 'tt0000011'") == [(0,)]
 
 
+def standing_results(result) -> dict[tuple[str, str], str | None]:
+    """Each check evaluated by the run: the run whose result it repeats (it stands), or None (it was tested)."""
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e.metadata["result_of_run"].value
+        if "result_of_run" in e.metadata
+        else None
+        for e in result.get_asset_check_evaluations()
+    }
+
+
 def test_a_refresh_of_one_file_rebuilds_only_the_models_downstream_of_it(world, tmp_path):
-    world.refresh(models=True)
+    first = world.refresh(models=True)
     ratings = [dict(r) for r in WORLD["title.ratings"]]
     ratings[0]["num_votes"] = 60000
     write_files(tmp_path / "world", {"title.ratings": ratings})
@@ -191,8 +201,19 @@ def test_a_refresh_of_one_file_rebuilds_only_the_models_downstream_of_it(world, 
         "imdb_marts/title_trending_ranks",
     }
     assert world.query("SELECT num_votes FROM imdb_marts.titles WHERE tconst = 'tt0000001'") == [(60000,)]
+    # The checks of the rebuilt models were tested; those of the others passed on the data they still hold and stand.
+    second = standing_results(result)
+    assert second.keys() == standing_results(first).keys()
+    assert [check for check, run in second.items() if check[0] in changed_keys(result) and run] == []
+    people = [run for (asset, _), run in second.items() if asset == "imdb_marts/people"]
+    assert people and set(people) == {first.run_id}
 
-    assert changed_keys(world.refresh(models=True)) == set()  # nothing changed: no dbt run at all
+    again = world.refresh(models=True)
+    assert changed_keys(again) == set()  # nothing changed: no dbt run at all
+    third = {check: run for check, run in standing_results(again).items()}
+    passed = {(e.asset_key.to_user_string(), e.check_name) for e in again.get_asset_check_evaluations() if e.passed}
+    assert {check for check, run in third.items() if run} == passed
+    assert {third[check] for check in passed} <= {first.run_id, result.run_id}
 
 
 def test_a_broken_upstream_row_fails_its_check_and_blocks_the_marts(world):

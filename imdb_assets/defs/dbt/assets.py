@@ -2,8 +2,10 @@
 
 A model's code version is dbt's checksum of its SQL together with its config and contract (`translator`), so editing
 either marks it stale. The step rebuilds only the selected models that `staleness` finds stale or missing, in one
-`dbt build` (which parses partially from the prepared manifest), then runs the tests of the models it did not
-rebuild, so every selected check is evaluated by every run: a run with nothing to rebuild only tests. The
+`dbt build` (which parses partially from the prepared manifest). Every selected check is evaluated by every run:
+a check whose last result passed on the materialization its asset still has stands (the same data gives the same
+result), reported again with the run it came from; the others are tested by `dbt test`. A run with nothing to
+rebuild runs no dbt at all. The
 incremental models rebuild only the keys the change log touched (`dbt_project/macros/change_log.sql`); one whose
 code changed, or every one with the `full_refresh` config, is built whole. Before it builds, the step estimates the
 disk its tables need and is refused, having built nothing, when the disk cannot hold them (`imdb_assets.disk`).
@@ -14,6 +16,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -29,6 +32,8 @@ from dagster import (
     Definitions,
     Output,
 )
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
 from imdb_assets import dbt, disk, settings
@@ -158,7 +163,7 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
         for key, why in rebuild.items():
             context.log.info(f"Rebuilding {key.to_user_string()}: {why.reason}")
         if up_to_date:
-            context.log.info(f"Up to date, not rebuilt (their tests run): {', '.join(up_to_date)}")
+            context.log.info(f"Up to date, not rebuilt: {', '.join(up_to_date)}")
         _refuse_without_room(manifest, rebuild, store, warehouse)
         evaluated: set[AssetCheckKey] = set()
         with _dbt_environment(_step_environment(url)):
@@ -167,8 +172,12 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
                 invocation = dbt.cli(_build_args(excluded, rebuild, config.full_refresh), context=context)
                 yield from _events(invocation, context, store, warehouse, rebuild, evaluated)
                 _keep_partial_parse(invocation, dbt_project)
+            for result in _standing_results(context, context.selected_asset_check_keys - evaluated):
+                evaluated.add(AssetCheckKey(result.asset_key, result.check_name))
+                yield result
             if context.selected_asset_check_keys - evaluated:
-                # The selected tests not run by the build; unit tests test the SQL of rebuilt models only.
+                # The selected tests not run by the build and without a standing result; unit tests test the SQL
+                # of rebuilt models only.
                 done = sorted(key.name for key in evaluated)
                 invocation = dbt.cli(
                     ["test", "--exclude", " ".join(["resource_type:unit_test", *done])], context=context
@@ -177,6 +186,35 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
                 _keep_partial_parse(invocation, dbt_project)
 
     return imdb_dbt_models
+
+
+def _standing_results(context: AssetExecutionContext, keys: AbstractSet[AssetCheckKey]) -> list[AssetCheckResult]:
+    """The checks of ``keys`` whose last evaluation passed on the materialization their asset still has: that
+    result again, naming the run it came from. A failed check, or one whose asset changed since, is not among them."""
+    instance = context.instance
+    standing = []
+    for key in sorted(keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+        (last, *_) = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+        ) or (None,)
+        evaluation = last.event.dagster_event.event_specific_data if last and last.event else None
+        if not isinstance(evaluation, AssetCheckEvaluation) or not evaluation.passed:
+            continue
+        materialized = instance.fetch_materializations(key.asset_key, limit=1).records
+        target = evaluation.target_materialization_data
+        if not materialized or target is None or target.storage_id != materialized[0].storage_id:
+            continue
+        standing.append(
+            AssetCheckResult(
+                asset_key=key.asset_key,
+                check_name=key.name,
+                passed=True,
+                severity=evaluation.severity,
+                description=evaluation.description,
+                metadata={**evaluation.metadata, "result_of_run": last.run_id},
+            )
+        )
+    return standing
 
 
 def _step_environment(url: str) -> dict[str, str]:
