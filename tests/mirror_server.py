@@ -1,4 +1,5 @@
-"""A real HTTP server on 127.0.0.1 that serves a folder the way IMDb's dataset host does, and fails on demand.
+"""A real HTTP server on 127.0.0.1 (or another address of this machine) that serves a folder the way IMDb's dataset
+host does, and fails on demand.
 
 It answers GET and HEAD with ETag and Last-Modified, honours If-None-Match / If-Modified-Since with 304, and
 takes a queue of faults for the next GET requests: "500" (an error status) or "drop" (headers promising the full
@@ -22,14 +23,14 @@ from pathlib import Path
 
 
 class MirrorServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self.root = root
         self.faults: deque[str] = deque()
         self.broken: dict[str, int] = {}
         self.requests: list[tuple[str, str, int]] = []
         self.head_delay = 0.0
         self.refuse_head = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((host, port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
