@@ -62,7 +62,10 @@ def api_database_url(settings: Settings) -> str:
     brought up to date) on the platform's database. Either way the role is checked to be read-only."""
     if settings.api_database_url:
         url = settings.api_database_url
+        database.wait_for_server(url)  # compose starts the API beside its server, which may still be starting
     else:
+        if settings.database_url:
+            database.wait_for_server(database.normalize_url(settings.database_url))
         admin = settings.database()
         password = settings.api_database_password or _stored_password(
             settings.data_folder("the API's generated database password (else set IMDB_API_DATABASE_PASSWORD)")

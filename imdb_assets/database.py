@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable
 from functools import cache
@@ -82,6 +83,47 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
     """A connection to ``url`` in autocommit mode (statements that need a transaction open one with
     ``conn.transaction()``): the one way the platform connects, so every caller gets the same defaults."""
     return psycopg.connect(url, autocommit=True, **kwargs)
+
+
+# How long a process starting beside its server (docker compose, where podman does not wait for the server's
+# healthcheck) waits for it to accept connections before it fails.
+SERVER_WAIT_SECONDS = 120.0
+
+
+def wait_for_server(url: str, timeout: float = SERVER_WAIT_SECONDS) -> None:
+    """Return once the server of ``url`` accepts a connection; retry while it refuses them (not yet listening, or
+    starting up: PostgreSQL's own answer) for at most ``timeout`` seconds, then raise the last error. A wrong password
+    or a missing database is an answer too, and fails at once."""
+    deadline = time.monotonic() + timeout
+    warned = False
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=5):
+                return
+        except psycopg.OperationalError as error:
+            if not _server_not_ready(error) or time.monotonic() >= deadline:
+                raise
+            if not warned:
+                log.warning("waiting for PostgreSQL at %s: %s", _host_of(url), str(error).strip().splitlines()[0])
+                warned = True
+            time.sleep(1)
+
+
+def _server_not_ready(error: psycopg.OperationalError) -> bool:
+    """A connection refused, or a server starting up or shutting down; not a refused login."""
+    if error.sqlstate == "57P03":  # cannot_connect_now: starting up, shutting down, in recovery
+        return True
+    text = str(error)
+    # libpq's words for a connection that reached no server (it gives them no SQLSTATE).
+    return any(
+        phrase in text
+        for phrase in ("Connection refused", "the database system is", "timeout expired", "could not translate host")
+    )
+
+
+def _host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}" if parts.hostname else "its socket"
 
 
 def _pg_command(name: str) -> Callable[..., str]:

@@ -1,12 +1,12 @@
-"""A real HTTP server on 127.0.0.1 that serves a folder the way IMDb's dataset host does, and fails on demand.
+"""A real HTTP server on 127.0.0.1 (or another address of this machine) that serves a folder the way IMDb's dataset
+host does, and fails on demand.
 
 It answers GET and HEAD with ETag and Last-Modified, honours If-None-Match / If-Modified-Since with 304, and
 takes a queue of faults for the next GET requests: "500" (an error status), "drop" (headers promising the full
 length, half the body, then the connection is closed) or "pause" (half the body, then ``paused`` is set and the rest
-waits for ``resume``). ``broken`` maps a file name to the status every request for
-it gets, HEAD included, until removed. ``head_delay`` makes every HEAD wait that many seconds before it answers;
-``refuse_head`` answers HEAD with 405, as some servers do. A GET with ``Range: bytes=FIRST-LAST`` gets those bytes
-(206).
+waits for ``resume``). ``broken`` maps a file name to the status every request for it gets, HEAD included, until
+removed. ``head_delay`` makes every HEAD wait that many seconds before it answers; ``refuse_head`` answers HEAD with
+405, as some servers do. A GET with ``Range: bytes=FIRST-LAST`` gets those bytes (206).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 class MirrorServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self.root = root
         self.faults: deque[str] = deque()
         self.broken: dict[str, int] = {}
@@ -31,7 +31,7 @@ class MirrorServer:
         self.head_delay = 0.0
         self.refuse_head = False
         self.paused, self.resume = threading.Event(), threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((host, port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

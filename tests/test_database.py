@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -163,3 +164,20 @@ def test_the_embedded_server_is_not_restarted_while_another_client_uses_it(tmp_p
         assert (setting(url, "max_connections"), setting(url, "work_mem")) == ("190", "32MB")
     finally:
         database.stop_embedded_server(tmp_path)
+
+
+def test_waiting_for_a_server_retries_a_refused_connection_but_not_an_answer(pg_server: str) -> None:
+    """What compose's services do at start (podman does not wait for PostgreSQL's healthcheck): a server not yet
+    listening is waited for until the timeout, a server that answers with an error is not."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections to it are refused
+        port = sock.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(psycopg.OperationalError, match="refused"):
+            database.wait_for_server(f"postgresql://imdb:x@127.0.0.1:{port}/imdb", timeout=2)
+        assert time.monotonic() - start >= 2
+    start = time.monotonic()
+    with pytest.raises(psycopg.OperationalError, match="does not exist"):
+        database.wait_for_server(database.with_database(pg_server, "no_such_database"), timeout=30)
+    assert time.monotonic() - start < 10
+    database.wait_for_server(pg_server, timeout=5)

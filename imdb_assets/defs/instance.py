@@ -23,6 +23,9 @@ class ImdbPostgresStorage(DagsterPostgresStorage):
     @classmethod
     def from_config_value(cls, inst_data, config_value):
         config = settings.load()
+        if config.database_url:
+            # A server of its own may still be starting (compose starts the services together).
+            database.wait_for_server(database.normalize_url(config.database_url))
         server = config.database_url or database.embedded_server_url(config.data_folder("the embedded server"))
         url = database.ensure_database(server, config_value["database"])
         # ensure_database spells the scheme postgresql:// (SQLAlchemy has no postgres:// dialect); dagster-postgres
