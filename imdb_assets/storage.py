@@ -181,7 +181,10 @@ def _key(place: UPath) -> str:
 
 
 def _from_object_store(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is the object store's or its connection's."""
+    """Whether ``error`` (or what caused it) is the object store's or its connection's; a database's error is not,
+    whatever socket error lies under it."""
+    if type(error).__module__.startswith(("psycopg", "adbc_driver")):
+        return False
     while error is not None:
         module = type(error).__module__
         if isinstance(error, OSError) or module.startswith(("botocore", "aiobotocore", "aiohttp", "s3fs")):
