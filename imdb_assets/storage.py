@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from typing_extensions import TypeIs
 from upath import UPath
 
 from imdb_assets import disk
@@ -48,7 +49,7 @@ class StorageError(OSError):
     """An object store refused or failed an operation; the message names the bucket and the key."""
 
 
-def location(value: str | os.PathLike[str]) -> Location:
+def location(value: str | Location) -> Location:
     """The location ``value`` names: an absolute folder, or an object-store URL of a supported scheme."""
     if isinstance(value, UPath | Path):
         return value
@@ -75,7 +76,7 @@ def _endpoint() -> str:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
 
 
-def is_local(place: Location) -> bool:
+def is_local(place: Location) -> TypeIs[Path]:
     return isinstance(place, Path)
 
 
@@ -87,18 +88,22 @@ def ensure_folder(place: Location) -> None:
 
 def publish(finished: Location, target: Location) -> None:
     """Put ``finished`` in ``target``'s place, atomically: readers see the old file or the new one."""
-    if is_local(finished):
+    if isinstance(finished, Path) and isinstance(target, Path):
         os.replace(finished, target)
-    else:
+    elif isinstance(finished, UPath):
         finished.rename(target)
+    else:
+        raise ValueError(f"{finished} and {target} are not in the same store")
 
 
 def keep_copy(source: Location, target: Location) -> None:
     """``target`` holds ``source``'s bytes: a hard link in a folder (no bytes until ``source`` is replaced), a
     server-side copy in a bucket."""
-    if not is_local(source):
+    if isinstance(source, UPath) and isinstance(target, UPath):
         source.fs.copy(source.path, target.path)
         return
+    if not (isinstance(source, Path) and isinstance(target, Path)):
+        raise ValueError(f"{source} and {target} are not in the same store")
     try:
         os.link(source, target)
     except OSError:  # another filesystem, or one without hard links
@@ -126,8 +131,9 @@ def parquet_writer(place: Location, schema: pa.Schema, **options: Any) -> pq.Par
 def scan_parquet(places: Location | list[Location]) -> pl.LazyFrame:
     """Polars' scan of ``places``, read by its own object store from a bucket."""
     places = places if isinstance(places, list) else [places]
-    if all(map(is_local, places)):
-        return pl.scan_parquet(places)
+    local = [place for place in places if isinstance(place, Path)]
+    if len(local) == len(places):
+        return pl.scan_parquet(local)
     return pl.scan_parquet([str(place) for place in places], storage_options=polars_storage_options())
 
 
@@ -140,6 +146,7 @@ def tree_bytes(place: Location) -> int:
     """Bytes of the files under ``place`` (0 when there are none)."""
     if is_local(place):
         return disk.folder_bytes(place) if place.exists() else 0
+    assert isinstance(place, UPath)
     try:
         return int(place.fs.du(place.path, total=True))
     except FileNotFoundError:
@@ -149,17 +156,16 @@ def tree_bytes(place: Location) -> int:
 def check(root: Location) -> None:
     """Fail with a `StorageError` naming the bucket when ``root``'s bucket cannot be listed: missing, denied, or
     an endpoint that does not answer. A folder needs no check."""
-    if is_local(root):
-        return
-    with naming(root):
-        root.fs.ls(_bucket(root), refresh=True)
+    if isinstance(root, UPath):
+        with naming(root):
+            root.fs.ls(_bucket(root), refresh=True)
 
 
 @contextmanager
 def naming(place: Location) -> Iterator[None]:
     """Errors of the object store inside the block raised again as a `StorageError` that names the bucket, the key
     and what went wrong; a folder's errors pass unchanged."""
-    if is_local(place):
+    if not isinstance(place, UPath):
         yield
         return
     try:
@@ -180,7 +186,7 @@ def _key(place: UPath) -> str:
     return place.path.partition("/")[2]
 
 
-def _from_object_store(error: BaseException) -> bool:
+def _from_object_store(error: BaseException | None) -> bool:
     """Whether ``error`` (or what caused it) is the object store's or its connection's; a database's error is not,
     whatever socket error lies under it."""
     if type(error).__module__.startswith(("psycopg", "adbc_driver")):

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import boto3
+import boto3  # type: ignore[import-untyped]
 import httpx
 
 REGION = "us-east-1"

@@ -13,6 +13,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from dagster import InitExecutorContext, executor, multiple_process_executor_requirements
 from dagster._core.events import DagsterEvent, EngineEventData
@@ -100,7 +101,8 @@ def isolated_process_executor(init_context: InitExecutorContext) -> StepDelegati
     """Each step a process of its own in an empty working and temporary directory; at most one per CPU at once."""
     return StepDelegatingExecutor(
         IsolatedProcessStepHandler(),
-        retries=RetryMode.from_config(init_context.executor_config["retries"]),
+        retries=RetryMode.from_config(cast("dict[str, dict]", init_context.executor_config["retries"]))
+        or RetryMode.ENABLED,
         max_concurrent=cpu_count(),
         sleep_seconds=0.2,
         check_step_health_interval_seconds=1,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
@@ -64,5 +65,5 @@ def data_folder_metadata(data_dir: storage.Location) -> dict[str, Any]:
     """``data_folder_bytes`` (raw files, frames, rejects and, for the embedded server, the database) and, for a
     folder, ``data_disk_free_bytes``, as they are when the materialization is recorded."""
     size = storage.tree_bytes(data_dir)
-    free = {"data_disk_free_bytes": disk.free_bytes(data_dir)} if storage.is_local(data_dir) else {}
+    free = {"data_disk_free_bytes": disk.free_bytes(data_dir)} if isinstance(data_dir, Path) else {}
     return {"data_folder_bytes": size, "data_folder_size": MetadataValue.text(disk.readable_size(size)), **free}

@@ -53,6 +53,14 @@ class DataStore(ConfigurableResource):
         """Whether the files are on this machine's disk, whose free space the steps check."""
         return storage.is_local(self.root)
 
+    @property
+    def folder(self) -> Path:
+        """The data folder, for what only a folder has (its disk's free space); a bucket has none."""
+        root = self.root
+        if not isinstance(root, Path):
+            raise ValueError(f"IMDB_DATA_DIR={root} is a bucket, not a folder")
+        return root
+
     def raw_path(self, dataset: Dataset) -> storage.Location:
         return self.root / "raw" / dataset.file_name
 

@@ -208,7 +208,7 @@ def load_table(
             diff = None
             if previous is not None and previous.exists() and _comparable(previous, parquet):
                 # The diff's rows are this step's own: on the data folder's disk, or the local disk beside a bucket.
-                scratch_dir = kept_dir if storage.is_local(kept_dir) else None
+                scratch_dir = kept_dir if isinstance(kept_dir, Path) else None
                 with tempfile.TemporaryDirectory(prefix=f".diff-{dataset.table}-", dir=scratch_dir) as scratch:
                     diff = diff_frames(dataset, previous, parquet, Path(scratch))
                     if diff.share <= diff_max_share:

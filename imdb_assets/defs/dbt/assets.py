@@ -120,7 +120,7 @@ def _refuse_without_room(
     need = {"rebuilt tables": sum(sizes[name] for name in rebuilt if name in sizes)}
     if any(name not in sizes for name in rebuilt):
         need["new tables"] = sum(sizes.get(name, 0) for name in sources)
-    disk.refuse_without_room("the dbt step", need, store.root, store.disk_safety_factor)
+    disk.refuse_without_room("the dbt step", need, store.folder, store.disk_safety_factor)
 
 
 @contextmanager
@@ -172,8 +172,8 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
                 invocation = dbt.cli(_build_args(excluded, rebuild, config.full_refresh), context=context)
                 yield from _events(invocation, context, store, warehouse, rebuild, evaluated)
                 _keep_partial_parse(invocation, dbt_project)
-            for result in _standing_results(context, context.selected_asset_check_keys - evaluated):
-                evaluated.add(AssetCheckKey(result.asset_key, result.check_name))
+            for check_key, result in _standing_results(context, context.selected_asset_check_keys - evaluated).items():
+                evaluated.add(check_key)
                 yield result
             if context.selected_asset_check_keys - evaluated:
                 # The selected tests not run by the build and without a standing result; unit tests test the SQL
@@ -188,31 +188,34 @@ def build_dbt_assets(dbt_project: DbtProject) -> AssetsDefinition:
     return imdb_dbt_models
 
 
-def _standing_results(context: AssetExecutionContext, keys: AbstractSet[AssetCheckKey]) -> list[AssetCheckResult]:
+def _standing_results(
+    context: AssetExecutionContext, keys: AbstractSet[AssetCheckKey]
+) -> dict[AssetCheckKey, AssetCheckResult]:
     """The checks of ``keys`` whose last evaluation passed on the materialization their asset still has: that
     result again, naming the run it came from. A failed check, or one whose asset changed since, is not among them."""
     instance = context.instance
-    standing = []
+    standing = {}
     for key in sorted(keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-        (last, *_) = instance.event_log_storage.get_asset_check_execution_history(
+        history = instance.event_log_storage.get_asset_check_execution_history(
             key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
-        ) or (None,)
-        evaluation = last.event.dagster_event.event_specific_data if last and last.event else None
+        )
+        if not history or history[0].event is None or history[0].event.dagster_event is None:
+            continue
+        last = history[0]
+        evaluation = last.event.dagster_event.event_specific_data
         if not isinstance(evaluation, AssetCheckEvaluation) or not evaluation.passed:
             continue
         materialized = instance.fetch_materializations(key.asset_key, limit=1).records
         target = evaluation.target_materialization_data
         if not materialized or target is None or target.storage_id != materialized[0].storage_id:
             continue
-        standing.append(
-            AssetCheckResult(
-                asset_key=key.asset_key,
-                check_name=key.name,
-                passed=True,
-                severity=evaluation.severity,
-                description=evaluation.description,
-                metadata={**evaluation.metadata, "result_of_run": last.run_id},
-            )
+        standing[key] = AssetCheckResult(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=True,
+            severity=evaluation.severity,
+            description=evaluation.description,
+            metadata={**evaluation.metadata, "result_of_run": last.run_id},
         )
     return standing
 

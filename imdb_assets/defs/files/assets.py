@@ -243,7 +243,7 @@ def _refuse_without_room(
         need["Parquet"] = frame.parquet_bytes
     if table_key(dataset) in layers and warehouse.embedded:
         need["table"] = _table_bytes(warehouse, dataset)
-    disk.refuse_without_room(f"refreshing {dataset.file_name}", need, store.root, store.disk_safety_factor)
+    disk.refuse_without_room(f"refreshing {dataset.file_name}", need, store.folder, store.disk_safety_factor)
 
 
 def _load(
@@ -271,7 +271,7 @@ def _load(
                 parsed.rows, current.rows if current else None, _table_bytes(warehouse, dataset), parsed.parquet_bytes
             )
             disk.refuse_without_room(
-                f"loading {SCHEMA}.{dataset.table}", {"table": table}, store.root, store.disk_safety_factor
+                f"loading {SCHEMA}.{dataset.table}", {"table": table}, store.folder, store.disk_safety_factor
             )
         result = load.load_table(
             dataset,
