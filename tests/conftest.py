@@ -69,7 +69,7 @@ def pg_server(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stock_server() -> Iterator[StockServer]:
+def stock_postgres() -> Iterator[StockServer]:
     """Debian's stock PostgreSQL with a low max_connections and a non-superuser role (tests/stock_server.py). CI
     installs the package (`.ci/run`), so there its absence fails; elsewhere the tests that need it are skipped."""
     binaries = stock_bin_dir()
@@ -80,6 +80,14 @@ def stock_server() -> Iterator[StockServer]:
     server = StockServer.start(binaries)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def stock_server(stock_postgres: StockServer) -> StockServer:
+    """The session's stock server with its databases empty: which tests ran on it before must not matter (a release
+    of the world another test loaded there is newer than the generated files, and would be refused as older)."""
+    stock_postgres.reset()
+    return stock_postgres
 
 
 def drop_database(server_url: str, name: str) -> None:
