@@ -76,7 +76,7 @@ lint: install
 	$(UV) run dg check defs
 
 test: lint
-	$(UV) run pytest -n $(TEST_WORKERS) --dist loadscope
+	$(UV) run pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 dev: install
 	@echo "Dagster UI: http://127.0.0.1:$(DEV_PORT)  (webserver and daemon on the same instance; Ctrl-C stops both)"

@@ -33,6 +33,35 @@ TEST_ROWS = 20_000
 DISK_SAFETY_FACTOR = Settings.model_fields["disk_safety_factor"].default  # the platform's
 
 
+# The modules that take longest, longest first: `make test` hands whole modules to its workers in collection order
+# (`--dist loadscope --no-loadscope-reorder`), so these start first and the short ones fill in at the end. Left to
+# alphabetical order, or to xdist's (by number of tests), a module of one long end-to-end test started last and kept
+# one worker busy for minutes after the others had finished. Re-measure (`--durations`) when a module grows.
+SLOWEST_MODULES = [
+    "test_containers.py",
+    "test_sensor.py",
+    "test_object_storage.py",
+    "test_dbt_changes.py",
+    "test_refresh.py",
+    "test_cli.py",
+    "test_api_refresh.py",
+    "test_ui.py",
+    "test_dbt.py",
+    "test_bench.py",
+    "test_disk.py",
+    "test_api.py",
+    "test_diff_release.py",
+    "test_database.py",
+    "test_api_cache.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules of SLOWEST_MODULES first, in its order; the others after them, as collected."""
+    rank = {name: i for i, name in enumerate(SLOWEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory) -> Iterator[str]:
     """The embedded server, started by the platform's own code path, stopped at the end of the session."""
@@ -42,7 +71,7 @@ def pg_server(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stock_server() -> Iterator[StockServer]:
+def stock_postgres() -> Iterator[StockServer]:
     """Debian's stock PostgreSQL with a low max_connections and a non-superuser role (tests/stock_server.py). CI
     installs the package (`.ci/run`), so there its absence fails; elsewhere the tests that need it are skipped."""
     binaries = stock_bin_dir()
@@ -53,6 +82,14 @@ def stock_server() -> Iterator[StockServer]:
     server = StockServer.start(binaries)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def stock_server(stock_postgres: StockServer) -> StockServer:
+    """The session's stock server with its databases empty: which tests ran on it before must not matter (a release
+    of the world another test loaded there is newer than the generated files, and would be refused as older)."""
+    stock_postgres.reset()
+    return stock_postgres
 
 
 def drop_database(server_url: str, name: str) -> None:
